@@ -1,0 +1,178 @@
+#!/usr/bin/python3
+"""`make bench`: the guest workloads on several emulator configurations.
+
+Each configuration is LABEL=EMULATOR [ARGS...]; every repetition boots each
+configuration once, side by side, and runs all workloads at size "bench".
+Reported per workload: the median in-guest time over the repetitions and its
+ratio to the first (baseline) configuration; "boot" is host wall time from
+QEMU's start to the guest's init. Static workloads also run under user-mode
+QEMU (configuration "user") for reference.
+
+Writes build/bench/raw.csv (every run), build/bench/summary.csv and
+build/bench/ratios.png (gnuplot).
+
+Later comparisons use --config, e.g.
+  --config 'off=build/qemu-system-arm -accel tcg,hspt=off' \\
+  --config 'on=build/qemu-system-arm -accel tcg,hspt=on'
+"""
+
+import argparse
+import csv
+import os
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import hsptguest  # noqa: E402
+
+OUTDIR = os.path.join(hsptguest.BUILD, "bench")
+DEBIAN_QEMU = "/usr/bin/qemu-system-arm"
+
+
+def default_configs():
+    configs = [("qemu-hspt", [hsptguest.QEMU_SYSTEM])]
+    if os.path.exists(DEBIAN_QEMU):
+        ver = subprocess.run([DEBIAN_QEMU, "--version"], capture_output=True,
+                             text=True).stdout.split()
+        label = "debian-" + (ver[3] if len(ver) > 3 else "qemu")
+        configs.append((label, [DEBIAN_QEMU]))
+    return configs
+
+
+def parse_config(text):
+    label, sep, cmd = text.partition("=")
+    if not sep or not cmd.strip():
+        raise argparse.ArgumentTypeError("--config wants LABEL=EMULATOR [ARGS...]")
+    argv = shlex.split(cmd)
+    if not os.path.isabs(argv[0]):
+        argv[0] = os.path.join(hsptguest.REPO, argv[0])
+    return label, argv
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", action="append", type=parse_config, default=[],
+                    help="LABEL=EMULATOR [ARGS...]; repeatable; first is the baseline")
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--kernel", default="lpae-6.1")
+    ap.add_argument("--smp", type=int, default=1)
+    ap.add_argument("--size", default="bench", choices=["test", "bench"])
+    ap.add_argument("--workloads", default=",".join(hsptguest.WORKLOADS))
+    ap.add_argument("--no-user", action="store_true",
+                    help="skip the user-mode reference runs")
+    args = ap.parse_args()
+
+    configs = args.config or default_configs()
+    workloads = args.workloads.split(",")
+    os.makedirs(OUTDIR, exist_ok=True)
+    raw = []          # (config, workload, rep, seconds)
+    for rep in range(1, args.reps + 1):
+        for label, argv in configs:
+            print("rep %d/%d: %s ..." % (rep, args.reps, label), flush=True)
+            with open(os.path.join(OUTDIR, "%s-%d.log" % (label, rep)), "w") as log:
+                res = hsptguest.boot(args.kernel, workloads, size=args.size,
+                                     smp=args.smp, qemu=argv[0],
+                                     extra_args=argv[1:], timeout=7200, log=log)
+            if not res.ok or any(r.status for r in res.results):
+                sys.exit("bench: %s failed (%s); see build/bench/%s-%d.log"
+                         % (label, res.error or "workload error", label, rep))
+            raw.append((label, "boot", rep, res.boot_seconds))
+            raw += [(label, r.name, rep, r.seconds) for r in res.results]
+        if not args.no_user and os.path.exists(hsptguest.QEMU_USER):
+            for name in workloads:
+                if name in hsptguest.USER_MODE_WORKLOADS:
+                    rc, secs, _ = hsptguest.run_user(name, args.size)
+                    if rc != 0:
+                        sys.exit("bench: user-mode %s failed" % name)
+                    raw.append(("user", name, rep, secs))
+
+    labels = [c[0] for c in configs]
+    if any(r[0] == "user" for r in raw):
+        labels.append("user")
+    rows = ["boot"] + workloads
+    med = {}
+    for label in labels:
+        for name in rows:
+            vals = [r[3] for r in raw if r[0] == label and r[1] == name]
+            if vals:
+                med[label, name] = statistics.median(vals)
+
+    with open(os.path.join(OUTDIR, "raw.csv"), "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["config", "workload", "rep", "seconds"])
+        w.writerows(raw)
+    base = labels[0]
+    header = ["workload"] + ["%s s" % l for l in labels] + \
+             ["%s/%s" % (base, l) for l in labels[1:]]
+    table = []
+    for name in rows:
+        row = [name]
+        for l in labels:
+            row.append("%.3f" % med[l, name] if (l, name) in med else "-")
+        for l in labels[1:]:
+            if (l, name) in med and (base, name) in med and med[base, name] > 0:
+                # > 1 means the configuration is faster than the baseline.
+                row.append("%.2f" % (med[base, name] / med[l, name]))
+            else:
+                row.append("-")
+        table.append(row)
+    with open(os.path.join(OUTDIR, "summary.csv"), "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows(table)
+
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *table)]
+    print("\nMedians of %d repetition(s), kernel %s, -smp %d, size %s; "
+          "ratio = baseline time / config time (> 1: config faster)"
+          % (args.reps, args.kernel, args.smp, args.size))
+    for label, argv in configs:
+        print("  %s: %s" % (label, shlex.join(argv)))
+    for row in [header] + table:
+        print("  ".join(str(x).rjust(w) for x, w in zip(row, widths)))
+    plot(labels, rows, med)
+    print("\nwrote build/bench/raw.csv, summary.csv, ratios.png")
+    return 0
+
+
+def plot(labels, rows, med):
+    """Bar chart of speed relative to the baseline, one group per workload."""
+    if not shutil.which("gnuplot") or len(labels) < 2:
+        return
+    base = labels[0]
+    dat = os.path.join(OUTDIR, "ratios.dat")
+    with open(dat, "w") as f:
+        f.write("workload " + " ".join(labels[1:]) + "\n")
+        for name in rows:
+            if (base, name) not in med:
+                continue
+            vals = []
+            for l in labels[1:]:
+                v = med.get((l, name))
+                vals.append("%.4f" % (med[base, name] / v) if v else "NaN")
+            f.write(name + " " + " ".join(vals) + "\n")
+    script = "\n".join([
+        "set terminal pngcairo size 1200,600 noenhanced" if _has_cairo() else
+        "set terminal png size 1200,600 noenhanced",
+        "set output '%s'" % os.path.join(OUTDIR, "ratios.png"),
+        "set title 'Speed relative to %s (median; > 1 is faster)'" % base,
+        "set style data histograms", "set style fill solid 0.8 border -1",
+        "set xtics rotate by -45", "set grid ytics", "set key top left",
+        "set yrange [0:*]", "set arrow from graph 0, first 1 to graph 1, first 1 nohead dt 2",
+        "plot " + ", ".join("'%s' using %d:xtic(1) title columnhead" % (dat, i + 2)
+                           for i in range(len(labels) - 1)),
+    ])
+    subprocess.run(["gnuplot"], input=script, text=True, check=False)
+
+
+def _has_cairo():
+    out = subprocess.run(["gnuplot", "-e", "set terminal"], capture_output=True,
+                         text=True)
+    return "pngcairo" in out.stdout + out.stderr
+
+
+if __name__ == "__main__":
+    sys.exit(main())

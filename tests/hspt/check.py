@@ -1,0 +1,260 @@
+#!/usr/bin/python3
+"""`make check` for qemu-hspt: every test suite, one summary line.
+
+Stages (all by default; pick with --only STAGE[,STAGE]):
+  cli      command-line behaviour of build/qemu-system-arm (version, options)
+  unit     our unit tests (meson suite "hspt")
+  qtest    QEMU's arm qtests (meson suite "qtest-arm")
+  tcg      QEMU's check-tcg arm-softmmu system tests
+  user     static workloads under build/qemu-arm against the expected checksums
+  guest    every workload on every guest kernel against the expected checksums
+
+Ends with "N passed, N failed" and exits 1 if anything failed.
+"""
+
+import argparse
+import concurrent.futures
+import os
+import re
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import hsptguest  # noqa: E402
+
+QEMU_BUILD = os.path.join(hsptguest.BUILD, "qemu")
+LOGDIR = os.path.join(hsptguest.BUILD, "check")
+EXPECTED = os.path.join(hsptguest.REPO, "tests", "hspt", "guest", "expected.txt")
+STAGES = ["cli", "unit", "qtest", "tcg", "user", "guest"]
+
+# The reference kernel whose hspt=off results define expected.txt.
+REFERENCE_KERNEL = "lpae-6.1"
+# Workloads that matter for -smp 4 (MTTCG): shared memory and processes.
+SMP_WORKLOADS = ["seqrw", "forkstorm", "pipering", "mmapchurn", "cow", "smc",
+                 "atomics", "kaddr", "pagecache", "shpipe"]
+
+
+class Tally:
+    def __init__(self):
+        self.passed = 0
+        self.failed = []
+
+    def add(self, ok, name, detail=""):
+        if ok:
+            self.passed += 1
+            print("PASS: " + name, flush=True)
+        else:
+            self.failed.append(name)
+            print("FAIL: " + name + (" -- " + detail if detail else ""),
+                  flush=True)
+
+
+def run(cmd, log_name, cwd=None, timeout=3600):
+    """Run CMD with output to build/check/LOG_NAME; return (rc, output)."""
+    path = os.path.join(LOGDIR, log_name)
+    with open(path, "w") as log:
+        log.write("$ " + " ".join(cmd) + "\n")
+        log.flush()
+        try:
+            rc = subprocess.run(cmd, cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, timeout=timeout).returncode
+        except subprocess.TimeoutExpired:
+            rc = -1
+            log.write("\n*** timed out after %d s\n" % timeout)
+    with open(path, errors="replace") as log:
+        return rc, log.read()
+
+
+def stage_cli(t):
+    qemu = hsptguest.QEMU_SYSTEM
+    out = subprocess.run([qemu, "--version"], capture_output=True, text=True)
+    t.add(out.returncode == 0 and "qemu-hspt" in out.stdout
+          and "10.0.13" in out.stdout, "cli: --version names the fork",
+          out.stdout.strip())
+    out = subprocess.run([qemu, "-accel", "tcg,help"], capture_output=True, text=True)
+    t.add(out.returncode == 0 and re.search(r"^\s*hspt=<bool>\s+- \S", out.stdout, re.M),
+          "cli: -accel tcg,help lists hspt with a description", out.stdout.strip())
+
+    def refuse(args, want, name):
+        p = subprocess.run([qemu, "-display", "none", "-nic", "none"] + args,
+                           capture_output=True, text=True, timeout=60)
+        t.add(p.returncode == 1 and want in p.stderr and "core dumped" not in p.stderr,
+              name, "rc=%d stderr=%r" % (p.returncode, p.stderr))
+
+    refuse(["-M", "virt", "-accel", "tcg,hspt=on"],
+           "hspt=on is not implemented yet", "cli: hspt=on on virt is refused (not implemented yet)")
+    refuse(["-M", "raspi2b", "-accel", "tcg,hspt=on"],
+           "machine 'raspi2b' uses 1 KiB pages", "cli: hspt=on on raspi2b names the page size")
+    refuse(["-M", "virt", "-icount", "shift=1", "-accel", "tcg,hspt=on"],
+           "cannot be combined with -icount", "cli: hspt=on with icount is refused")
+    refuse(["-M", "virt", "-accel", "tcg,hspt=maybe"],
+           "'hspt'", "cli: hspt=<bad value> is a clean error")
+
+
+def meson_suite(t, suite, label, targets, timeout):
+    if targets:
+        rc, out = run(["ninja", "-C", QEMU_BUILD] + targets, label + "-build.log",
+                      timeout=timeout)
+        if rc != 0:
+            t.add(False, label + ": build", "see build/check/%s-build.log" % label)
+            return
+    rc, out = run(["meson", "test", "-C", QEMU_BUILD, "--no-rebuild",
+                   "--suite", suite, "--print-errorlogs", "--num-processes",
+                   str(os.cpu_count() or 2)], label + ".log", timeout=timeout)
+    seen = 0
+    for m in re.finditer(r"^\s*\d+/\d+ (\S+:)?\s*(\S+)\s+(OK|FAIL|SKIP|EXPECTEDFAIL|"
+                         r"UNEXPECTEDPASS|TIMEOUT|ERROR)\b", out, re.M):
+        seen += 1
+        name, status = m.group(2), m.group(3)
+        if status == "SKIP":
+            print("SKIP: %s: %s" % (label, name))
+            continue
+        t.add(status in ("OK", "EXPECTEDFAIL"), "%s: %s" % (label, name),
+              "%s, see build/check/%s.log" % (status, label))
+    if seen == 0 or (rc != 0 and not t.failed):
+        t.add(False, label + ": meson test", "rc=%d, see build/check/%s.log" % (rc, label))
+
+
+def qtest_targets():
+    """The executables the arm qtests need (meson's introspection)."""
+    import json
+    out = subprocess.run(["meson", "introspect", "--tests", QEMU_BUILD],
+                         capture_output=True, text=True, check=True).stdout
+    exes = set()
+    for test in json.loads(out):
+        if "qtest-arm" in test.get("suite", []):
+            exes.add(os.path.relpath(test["cmd"][0], QEMU_BUILD))
+    return sorted(exes)
+
+
+def stage_unit(t):
+    meson_suite(t, "hspt", "unit", ["tests/hspt/test-hspt-config"], 900)
+
+
+def stage_qtest(t):
+    meson_suite(t, "qtest-arm", "qtest", qtest_targets() + ["qemu-system-arm"], 2400)
+
+
+def stage_tcg(t):
+    rc, out = run(["make", "-C", QEMU_BUILD, "-k", "run-tcg-tests-arm-softmmu"],
+                  "tcg.log", timeout=2400)
+    ran = re.findall(r"^\s*TEST\s+(.+?) on arm\s*$", out, re.M)
+    failed = set(re.findall(r"\*\*\* \[\S*Makefile\S*:\d+: (run-\S+)\] Error", out))
+    for name in ran:
+        target = "run-" + name.split()[0]
+        bad = any(f == target or f.startswith(target + "-") for f in failed)
+        t.add(not bad, "tcg: " + name, "see build/check/tcg.log")
+    if not ran or (rc != 0 and not failed):
+        t.add(False, "tcg: make run-tcg-tests-arm-softmmu",
+              "rc=%d, see build/check/tcg.log" % rc)
+
+
+def load_expected():
+    exp = {}
+    if os.path.exists(EXPECTED):
+        with open(EXPECTED) as f:
+            for line in f:
+                if line.strip() and not line.startswith("#"):
+                    name, md5 = line.split()
+                    exp[name] = md5
+    return exp
+
+
+def stage_user(t):
+    exp = load_expected()
+    for name in hsptguest.USER_MODE_WORKLOADS:
+        rc, secs, out = hsptguest.run_user(name)
+        import hashlib
+        md5 = hashlib.md5(out.encode()).hexdigest()
+        t.add(rc == 0 and md5 == exp.get(name), "user: %s under qemu-arm" % name,
+              "status %d, md5 %s, expected %s" % (rc, md5, exp.get(name)))
+
+
+def guest_configs():
+    """(label, kernel, smp, workloads, extra qemu args) of every guest boot."""
+    configs = []
+    for k in hsptguest.kernels():
+        configs.append(("%s smp1" % k, k, 1, hsptguest.WORKLOADS, []))
+    for k in hsptguest.kernels():
+        configs.append(("%s smp4" % k, k, 4, SMP_WORKLOADS, []))
+    return configs
+
+
+def check_boot(t, label, res, wanted, exp):
+    got = {r.name: r for r in res.results}
+    for name in wanted:
+        r = got.get(name)
+        if r is None:
+            t.add(False, "guest: %s: %s" % (label, name),
+                  "no result (%s)" % (res.error or "missing"))
+            continue
+        t.add(r.status == 0 and r.checksum == exp.get(name),
+              "guest: %s: %s" % (label, name),
+              "status %d, md5 %s, expected %s; output: %s"
+              % (r.status, r.checksum, exp.get(name), " | ".join(r.output[-5:])))
+    t.add(res.ok, "guest: %s: clean boot and power-off" % label, res.error)
+
+
+def stage_guest(t, jobs):
+    exp = load_expected()
+    configs = guest_configs()
+
+    def one(cfg):
+        label, kernel, smp, workloads, extra = cfg
+        logname = "guest-%s.log" % label.replace(" ", "-")
+        with open(os.path.join(LOGDIR, logname), "w") as log:
+            return cfg, hsptguest.boot(kernel, workloads, smp=smp,
+                                       extra_args=extra, log=log)
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
+        for cfg, res in pool.map(one, configs):
+            check_boot(t, cfg[0], res, cfg[3], exp)
+
+
+def update_expected():
+    """Regenerate expected.txt from the reference kernel (hspt off)."""
+    res = hsptguest.boot(REFERENCE_KERNEL, hsptguest.WORKLOADS)
+    if not res.ok or any(r.status for r in res.results):
+        print(res.console[-4000:])
+        sys.exit("update-expected: the reference run failed: " + res.error)
+    with open(EXPECTED, "w") as f:
+        f.write("# md5 of each workload's stdout at size 'test'; generated by\n"
+                "# tests/hspt/check.py --update-expected (kernel %s, hspt off)\n"
+                % REFERENCE_KERNEL)
+        for r in res.results:
+            f.write("%s %s\n" % (r.name, r.checksum))
+    print("wrote " + EXPECTED)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--only", help="comma-separated stages: " + ",".join(STAGES))
+    ap.add_argument("--jobs", type=int, default=os.cpu_count() or 2,
+                    help="guest boots in parallel")
+    ap.add_argument("--update-expected", action="store_true")
+    args = ap.parse_args()
+    os.makedirs(LOGDIR, exist_ok=True)
+    if args.update_expected:
+        return update_expected()
+    stages = args.only.split(",") if args.only else STAGES
+    t = Tally()
+    for stage in stages:
+        if stage not in STAGES:
+            sys.exit("unknown stage %s (have: %s)" % (stage, ", ".join(STAGES)))
+        start = time.monotonic()
+        print("=== %s" % stage, flush=True)
+        if stage == "guest":
+            stage_guest(t, args.jobs)
+        else:
+            globals()["stage_" + stage](t)
+        print("=== %s took %.0f s" % (stage, time.monotonic() - start), flush=True)
+    if t.failed:
+        print("\nFailed:\n  " + "\n  ".join(t.failed))
+    print("%d passed, %d failed" % (t.passed, len(t.failed)))
+    return 1 if t.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

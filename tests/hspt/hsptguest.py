@@ -1,0 +1,205 @@
+"""Boot the qemu-hspt ARM guest kit and collect workload results.
+
+Used by `make run`, `make shell`, check.py and bench.py. The guest's init
+(tests/hspt/guest/init) prints machine-readable HSPT-* lines on the serial
+console; this module turns a boot into a list of WorkloadResult.
+"""
+
+import dataclasses
+import os
+import re
+import shlex
+import subprocess
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BUILD = os.path.join(REPO, "build")
+GUEST = os.path.join(BUILD, "guest")
+QEMU_SYSTEM = os.path.join(BUILD, "qemu-system-arm")
+QEMU_USER = os.path.join(BUILD, "qemu-arm")
+
+# Every workload of the kit, in the order they run. The real-program ones
+# are scripts in /usr/lib/hspt; the others are hspt-wl subcommands.
+WORKLOADS = [
+    "seqrw", "chase", "compute", "forkstorm", "pipering", "mmapchurn", "cow",
+    "smc", "unaligned", "alignfix", "atomics", "kaddr", "devmem", "pagecache",
+    "xz", "sqlite", "shpipe",
+]
+# Workloads that are plain static programs and also run under qemu-arm.
+USER_MODE_WORKLOADS = ["seqrw", "chase", "compute", "forkstorm", "pipering",
+                       "mmapchurn", "cow", "smc", "unaligned", "atomics",
+                       "pagecache"]
+
+RESULT_RE = re.compile(r"^HSPT-RESULT (\S+) (\d+) status=(\d+) sum=(\S+) us=(\d+)")
+BOOT_RE = re.compile(r"^HSPT-BOOT uptime=([\d.]+)")
+
+
+@dataclasses.dataclass
+class WorkloadResult:
+    name: str
+    rep: int
+    status: int
+    checksum: str
+    seconds: float
+    output: list
+
+
+@dataclasses.dataclass
+class BootResult:
+    ok: bool                 # QEMU exited 0 and init reported HSPT-DONE
+    error: str               # why not, if not ok
+    results: list            # WorkloadResult, in run order
+    boot_seconds: float      # host wall time from start to HSPT-BOOT
+    wall_seconds: float      # host wall time of the whole QEMU run
+    console: str             # everything QEMU printed
+
+
+def kernels():
+    """Kernel ids of the kit, in kernels.txt order."""
+    with open(os.path.join(GUEST, "kernels.txt")) as f:
+        return [line.split()[0] for line in f if line.strip()]
+
+
+def qemu_cmdline(kernel, workloads, size="test", reps=1, smp=1,
+                 qemu=QEMU_SYSTEM, extra_args=(), memory="512M",
+                 interactive=False):
+    append = ["console=ttyAMA0", "quiet", "hspt.size=" + size,
+              "hspt.reps=%d" % reps, "hspt.run=" + ",".join(workloads)]
+    cmd = [qemu, "-M", "virt", "-cpu", "cortex-a15", "-m", memory,
+           "-smp", str(smp), "-nic", "none", "-no-reboot",
+           "-kernel", os.path.join(GUEST, "vmlinuz-" + kernel),
+           "-initrd", os.path.join(GUEST, "initrd.img"),
+           "-append", " ".join(append)]
+    if interactive:
+        cmd += ["-nographic"]
+    else:
+        cmd += ["-display", "none", "-monitor", "none", "-serial", "stdio"]
+    return cmd + list(extra_args)
+
+
+def boot(kernel, workloads, size="test", reps=1, smp=1, qemu=QEMU_SYSTEM,
+         extra_args=(), timeout=900, log=None):
+    """Boot KERNEL, run WORKLOADS and return a BootResult."""
+    cmd = qemu_cmdline(kernel, workloads, size, reps, smp, qemu, extra_args)
+    if log:
+        log.write("$ " + shlex.join(cmd) + "\n")
+        log.flush()
+    start = time.monotonic()
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    lines, results, outputs = [], [], {}
+    boot_seconds = None
+    done = False
+    error = ""
+    try:
+        deadline = start + timeout
+        for raw in _readlines(proc, deadline):
+            line = raw.decode("utf-8", "replace").rstrip("\r\n")
+            lines.append(line)
+            if log:
+                log.write(line + "\n")
+            m = BOOT_RE.match(line)
+            if m and boot_seconds is None:
+                boot_seconds = time.monotonic() - start
+            if line.startswith("HSPT-OUT "):
+                name, _, text = line[len("HSPT-OUT "):].partition(": ")
+                outputs.setdefault(name, []).append(text)
+            m = RESULT_RE.match(line)
+            if m:
+                name = m.group(1)
+                results.append(WorkloadResult(
+                    name, int(m.group(2)), int(m.group(3)), m.group(4),
+                    int(m.group(5)) / 1e6, outputs.pop(name, [])))
+            if line.startswith("HSPT-DONE"):
+                done = True
+        if time.monotonic() > deadline:
+            error = "timed out after %d s" % timeout
+            proc.kill()
+        rc = proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    wall = time.monotonic() - start
+    if not error and rc != 0:
+        error = "QEMU exited with status %d" % rc
+    if not error and not done:
+        error = "the guest did not finish (no HSPT-DONE)"
+    if log:
+        log.flush()
+    return BootResult(not error, error, results, boot_seconds or 0.0, wall,
+                      "\n".join(lines))
+
+
+def _readlines(proc, deadline):
+    """Yield QEMU's output lines until EOF or DEADLINE (monotonic)."""
+    import selectors
+    sel = selectors.DefaultSelector()
+    sel.register(proc.stdout, selectors.EVENT_READ)
+    buf = b""
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return
+        if not sel.select(timeout=min(left, 5)):
+            continue
+        chunk = os.read(proc.stdout.fileno(), 65536)
+        if not chunk:
+            if buf:
+                yield buf
+            return
+        buf += chunk
+        *complete, buf = buf.split(b"\n")
+        yield from complete
+
+
+def run_user(workload, size="test", qemu=QEMU_USER, timeout=900):
+    """Run a static workload under user-mode QEMU: (status, seconds, stdout)."""
+    exe = os.path.join(GUEST, "rootfs", "usr", "bin", "hspt-wl")
+    start = time.monotonic()
+    proc = subprocess.run([qemu, exe, workload, size], capture_output=True,
+                          timeout=timeout, env=dict(os.environ, HSPT_TMP="/tmp"))
+    return proc.returncode, time.monotonic() - start, proc.stdout.decode()
+
+
+def main(argv):
+    import argparse
+    ap = argparse.ArgumentParser(description=__doc__)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    demo = sub.add_parser("demo", help="boot and run demo workloads")
+    demo.add_argument("--kernel", default="lpae-6.1")
+    demo.add_argument("workloads", nargs="*", default=["seqrw", "sqlite"])
+    sh = sub.add_parser("shell", help="boot to an interactive guest shell")
+    sh.add_argument("--kernel", default="lpae-6.1")
+    sh.add_argument("--smp", type=int, default=1)
+    for p in (demo, sh):
+        p.add_argument("qemu_args", nargs=argparse.REMAINDER,
+                       help="extra QEMU arguments after --")
+    args = ap.parse_args(argv)
+    extra = [a for a in args.qemu_args if a != "--"]
+    if args.cmd == "shell":
+        cmd = qemu_cmdline(args.kernel, ["shell"], smp=args.smp,
+                           extra_args=extra, interactive=True)
+        print("$ " + shlex.join(cmd) + "\n(Ctrl-A x quits QEMU)", flush=True)
+        os.execv(cmd[0], cmd)
+    print("Booting %s on %s with workloads %s ..." %
+          (args.kernel, os.path.relpath(QEMU_SYSTEM), ", ".join(args.workloads)),
+          flush=True)
+    res = boot(args.kernel, args.workloads, extra_args=extra)
+    print("boot to userspace: %.1f s, whole run: %.1f s" %
+          (res.boot_seconds, res.wall_seconds))
+    for r in res.results:
+        print("\n== %s: %s in %.2f s (output md5 %s)" %
+              (r.name, "ok" if r.status == 0 else "FAILED status %d" % r.status,
+               r.seconds, r.checksum))
+        for line in r.output:
+            print("   " + line)
+    if not res.ok:
+        print("\nerror: " + res.error + "\n" + res.console[-3000:], file=sys.stderr)
+        return 1
+    return 0 if all(r.status == 0 for r in res.results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
