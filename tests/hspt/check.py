@@ -100,18 +100,22 @@ def meson_suite(t, suite, label, targets, timeout):
             t.add(False, label + ": build", "see build/check/%s-build.log" % label)
             return
     rc, out = run(["meson", "test", "-C", QEMU_BUILD, "--no-rebuild",
-                   "--suite", suite, "--print-errorlogs", "--num-processes",
-                   str(os.cpu_count() or 2)], label + ".log", timeout=timeout)
+                   "--suite", suite, "--print-errorlogs", "--logbase", label,
+                   "--num-processes", str(os.cpu_count() or 2)],
+                  label + ".log", timeout=timeout)
+    import json
     seen = 0
-    for m in re.finditer(r"^\s*\d+/\d+ (\S+:)?\s*(\S+)\s+(OK|FAIL|SKIP|EXPECTEDFAIL|"
-                         r"UNEXPECTEDPASS|TIMEOUT|ERROR)\b", out, re.M):
-        seen += 1
-        name, status = m.group(2), m.group(3)
-        if status == "SKIP":
-            print("SKIP: %s: %s" % (label, name))
-            continue
-        t.add(status in ("OK", "EXPECTEDFAIL"), "%s: %s" % (label, name),
-              "%s, see build/check/%s.log" % (status, label))
+    jlog = os.path.join(QEMU_BUILD, "meson-logs", label + ".json")
+    with open(jlog) if os.path.exists(jlog) else open(os.devnull) as f:
+        for line in f:
+            test = json.loads(line)
+            seen += 1
+            name, status = test["name"], test["result"]
+            if status == "SKIP":
+                print("SKIP: %s: %s" % (label, name))
+                continue
+            t.add(status in ("OK", "EXPECTEDFAIL"), "%s: %s" % (label, name),
+                  "%s, see build/check/%s.log" % (status, label))
     if seen == 0 or (rc != 0 and not t.failed):
         t.add(False, label + ": meson test", "rc=%d, see build/check/%s.log" % (rc, label))
 
@@ -123,7 +127,7 @@ def qtest_targets():
                          capture_output=True, text=True, check=True).stdout
     exes = set()
     for test in json.loads(out):
-        if "qtest-arm" in test.get("suite", []):
+        if any(s.split(":")[-1] == "qtest-arm" for s in test.get("suite", [])):
             exes.add(os.path.relpath(test["cmd"][0], QEMU_BUILD))
     return sorted(exes)
 

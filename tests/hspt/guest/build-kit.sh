@@ -116,8 +116,8 @@ chmod 755 "$root/init" "$root"/usr/lib/hspt/*
 for exe in "$root/usr/bin/xz" "$root/usr/bin/sqlite3"; do
     for lib in $(arm-linux-gnueabihf-readelf -d "$exe" |
                  sed -n 's/.*Shared library: \[\(.*\)\]/\1/p'); do
-        ls "$root"/lib/arm-linux-gnueabihf/"$lib" \
-           "$root"/usr/lib/arm-linux-gnueabihf/"$lib" >/dev/null 2>&1 ||
+        [ -e "$root/lib/arm-linux-gnueabihf/$lib" ] ||
+        [ -e "$root/usr/lib/arm-linux-gnueabihf/$lib" ] ||
             die "$(basename "$exe") needs $lib, which no package in user_pkgs provides"
     done
 done
