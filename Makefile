@@ -23,6 +23,7 @@ QEMU_CONFIGURE_ARGS := --target-list=arm-softmmu,arm-linux-user \
 	--disable-install-blobs --disable-docs --disable-tools \
 	--disable-guest-agent --python=$(PYTHON) \
 	--cross-prefix-arm=arm-linux-gnueabihf- \
+	--firmwarepath=/usr/share/qemu:/usr/lib/ipxe/qemu \
 	'--with-pkgversion=qemu-hspt $(HSPT_VERSION)' $(EXTRA_QEMU_CONFIGURE)
 
 ifeq ($(USE_CCACHE),yes)
@@ -68,6 +69,11 @@ qemu: qemu-configure
 	@ninja -C $(QEMU_BUILD) -j $(NINJA_JOBS) qemu-system-arm qemu-arm
 	@ln -sfn qemu/qemu-system-arm $(BUILD)/qemu-system-arm
 	@ln -sfn qemu/qemu-arm $(BUILD)/qemu-arm
+	@# Run from the build tree, QEMU looks for firmware under qemu-bundle/;
+	@# point it at the Debian blobs that the +ds source package strips.
+	@mkdir -p $(QEMU_BUILD)/qemu-bundle/usr/share $(QEMU_BUILD)/qemu-bundle/usr/lib/ipxe
+	@ln -sfn /usr/share/qemu $(QEMU_BUILD)/qemu-bundle/usr/share/qemu
+	@ln -sfn /usr/lib/ipxe/qemu $(QEMU_BUILD)/qemu-bundle/usr/lib/ipxe/qemu
 
 guest: deps
 	@$(REPO)/tests/hspt/guest/build-kit.sh $(REPO) $(BUILD)/guest $(HSPT_CACHE)

@@ -15,6 +15,9 @@ build_pkgs=(
     flex bison python3 python3-venv dpkg-dev
     gcc-arm-linux-gnueabihf libc6-dev-armhf-cross
     ccache cpio xz-utils gnuplot-nox
+    # Firmware blobs the +ds source package strips, needed by QEMU's own
+    # tests (npcm7xx_bootrom.bin, efi-virtio.rom for virt's default NIC).
+    qemu-system-data ipxe-qemu
 )
 backports_pkgs=(meson python3-pycotap)
 min_meson=1.5

@@ -173,11 +173,10 @@ def main(argv):
     sh = sub.add_parser("shell", help="boot to an interactive guest shell")
     sh.add_argument("--kernel", default="lpae-6.1")
     sh.add_argument("--smp", type=int, default=1)
-    for p in (demo, sh):
-        p.add_argument("qemu_args", nargs=argparse.REMAINDER,
-                       help="extra QEMU arguments after --")
+    # Everything after "--" goes to QEMU.
+    extra = argv[argv.index("--") + 1:] if "--" in argv else []
+    argv = argv[:argv.index("--")] if "--" in argv else argv
     args = ap.parse_args(argv)
-    extra = [a for a in args.qemu_args if a != "--"]
     if args.cmd == "shell":
         cmd = qemu_cmdline(args.kernel, ["shell"], smp=args.smp,
                            extra_args=extra, interactive=True)
