@@ -10,7 +10,16 @@
 #include "hw/boards.h"
 #include "exec/target_page.h"
 #include "system/cpu-timers.h"
+#include "system/hostmem.h"
 #include "hspt.h"
+#include "hspt-internal.h"
+
+/*
+ * Core mmu indexes that 32-bit A-profile guests use for data accesses and
+ * that get a shadow region: ARMMMUIdx_E10_0, E10_1 and E10_1_PAN. All
+ * others (EL2/EL3, stage 2, physical) stay on softmmu.
+ */
+#define HSPT_ARM_IDX_MASK ((1 << 0) | (1 << 2) | (1 << 4))
 
 HsptConfig hspt_config;
 
@@ -24,6 +33,16 @@ static void hspt_set_enabled(Object *obj, bool value, Error **errp)
     hspt_config.enabled = value;
 }
 
+static bool hspt_get_preview(Object *obj, Error **errp)
+{
+    return hspt_config.preview;
+}
+
+static void hspt_set_preview(Object *obj, bool value, Error **errp)
+{
+    hspt_config.preview = value;
+}
+
 void hspt_accel_class_init(ObjectClass *oc)
 {
     object_class_property_add_bool(oc, "hspt", hspt_get_enabled,
@@ -31,6 +50,12 @@ void hspt_accel_class_init(ObjectClass *oc)
     object_class_property_set_description(oc, "hspt",
         "Translate guest virtual addresses with host shadow page tables "
         "(HSPT) instead of the softmmu TLB");
+    /* QEMU's x- prefix: unstable, may change or go away. */
+    object_class_property_add_bool(oc, "x-hspt-preview", hspt_get_preview,
+                                   hspt_set_preview);
+    object_class_property_set_description(oc, "x-hspt-preview",
+        "Experimental: run the incomplete HSPT core (one vCPU only; much "
+        "slower than softmmu when the guest flushes its TLB often)");
 }
 
 int hspt_init_machine(MachineState *ms, Error **errp)
@@ -43,14 +68,29 @@ int hspt_init_machine(MachineState *ms, Error **errp)
         .target_page_bits = qemu_target_page_bits(),
         .host_page_bits = ctz64(qemu_real_host_page_size()),
         .icount = icount_enabled(),
+        .max_cpus = ms->smp.max_cpus,
     };
 
-    if (!hspt_config.enabled) {
+    if (!hspt_config.enabled && !hspt_config.preview) {
         return 0;
     }
     if (!hspt_check_environment(&env, errp)) {
         return -EINVAL;
     }
-    error_setg(errp, "hspt=on is not implemented yet in this build");
-    return -ENOSYS;
+    if (!hspt_config.preview) {
+        error_setg(errp, "hspt=on is not implemented yet in this build");
+        error_append_hint(errp, "x-hspt-preview=on runs the incomplete "
+                          "core; see docs/hspt.rst.\n");
+        return -ENOSYS;
+    }
+    /*
+     * Shadow pages map the guest-RAM file: make every memory backend
+     * created from now on (the default one too) a shared memfd. An
+     * explicit share=off still wins; that RAM then stays on softmmu.
+     */
+    object_register_sugar_prop(TYPE_MEMORY_BACKEND, "share", "on", false);
+    if (!hspt_region_init(ms->smp.max_cpus, HSPT_ARM_IDX_MASK, errp)) {
+        return -EINVAL;
+    }
+    return 0;
 }

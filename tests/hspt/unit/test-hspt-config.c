@@ -14,6 +14,7 @@ static const HsptEnvironment virt_on_x86_64 = {
     .host_x86_64 = true,
     .target_page_bits = 12,
     .host_page_bits = 12,
+    .max_cpus = 1,
 };
 
 static void check_refused(const HsptEnvironment *env, const char *msg)
@@ -69,6 +70,15 @@ static void test_icount(void)
     check_refused(&env, "hspt=on cannot be combined with -icount");
 }
 
+static void test_smp(void)
+{
+    HsptEnvironment env = virt_on_x86_64;
+
+    env.max_cpus = 4;
+    check_refused(&env, "hspt=on supports only one vCPU so far "
+                  "(-smp maxcpus=4)");
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -78,5 +88,6 @@ int main(int argc, char **argv)
                     test_small_target_pages);
     g_test_add_func("/hspt/config/large-host-pages", test_large_host_pages);
     g_test_add_func("/hspt/config/icount", test_icount);
+    g_test_add_func("/hspt/config/smp", test_smp);
     return g_test_run();
 }
