@@ -14,6 +14,8 @@ Ends with "N passed, N failed" and exits 1 if anything failed.
 
 import argparse
 import concurrent.futures
+import hashlib
+import json
 import os
 import re
 import signal
@@ -51,15 +53,18 @@ class Tally:
                   flush=True)
 
 
-def run(cmd, log_name, cwd=None, timeout=3600):
-    """Run CMD with output to build/check/LOG_NAME; return (rc, output)."""
+def run(cmd, log_name, cwd=None, timeout=3600, env=None):
+    """Run CMD with output to build/check/LOG_NAME; return (rc, output).
+
+    ENV, if given, is added to this process's environment for CMD."""
     path = os.path.join(LOGDIR, log_name)
     with open(path, "w") as log:
         log.write("$ " + " ".join(cmd) + "\n")
         log.flush()
         try:
             rc = subprocess.run(cmd, cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, timeout=timeout).returncode
+                                stdin=subprocess.DEVNULL, timeout=timeout,
+                                env=dict(os.environ, **(env or {}))).returncode
         except subprocess.TimeoutExpired:
             rc = -1
             log.write("\n*** timed out after %d s\n" % timeout)
@@ -123,7 +128,6 @@ def meson_suite(t, suite, label, targets, timeout):
                    "--timeout-multiplier", "3",
                    "--num-processes", str(os.cpu_count() or 2)],
                   label + ".log", timeout=timeout)
-    import json
     seen = 0
     jlog = os.path.join(QEMU_BUILD, "meson-logs", label + ".json")
     with open(jlog) if os.path.exists(jlog) else open(os.devnull) as f:
@@ -142,7 +146,6 @@ def meson_suite(t, suite, label, targets, timeout):
 
 def qtest_targets():
     """The executables the arm qtests need (meson's introspection)."""
-    import json
     out = subprocess.run(["meson", "introspect", "--tests", QEMU_BUILD],
                          capture_output=True, text=True, check=True).stdout
     exes = set()
@@ -186,13 +189,10 @@ def stage_tcg(t):
     os.chmod(wrapper, 0o755)
     tdir = os.path.join(QEMU_BUILD, "tests", "tcg", "arm-softmmu")
     for name in ["hello", "interrupt", "memory"]:
-        os.environ["QEMU_HSPT_STATS"] = "1"
-        try:
-            rc, out = run(["make", "-C", tdir, "SRC_PATH=" + os.path.join(hsptguest.BUILD, "src"),
-                           "QEMU=" + wrapper, "run-" + name],
-                          "tcg-hspt-%s.log" % name, timeout=600)
-        finally:
-            del os.environ["QEMU_HSPT_STATS"]
+        rc, out = run(["make", "-C", tdir, "SRC_PATH=" + os.path.join(hsptguest.BUILD, "src"),
+                       "QEMU=" + wrapper, "run-" + name],
+                      "tcg-hspt-%s.log" % name, timeout=600,
+                      env={"QEMU_HSPT_STATS": "1"})
         fills = [int(x) for x in re.findall(r"^hspt: fills (\d+)", out, re.M)]
         t.add(rc == 0 and fills and fills[0] > 0,
               "tcg: %s on the HSPT preview (direct path used)" % name,
@@ -214,7 +214,6 @@ def stage_user(t):
     exp = load_expected()
     for name in hsptguest.USER_MODE_WORKLOADS:
         rc, secs, out = hsptguest.run_user(name)
-        import hashlib
         md5 = hashlib.md5(out.encode()).hexdigest()
         t.add(rc == 0 and md5 == exp.get(name), "user: %s under qemu-arm" % name,
               "status %d, md5 %s, expected %s" % (rc, md5, exp.get(name)))

@@ -27,8 +27,8 @@ bool hspt_check_environment(const HsptEnvironment *env, Error **errp)
         return false;
     }
     /*
-     * Not validated with MTTCG yet: cross-vCPU flushes make every shadow
-     * region flush a stop-the-world event.
+     * Not validated with MTTCG: with -smp 4 the preview made no progress
+     * in testing, and that is not diagnosed yet.
      */
     if (env->max_cpus > 1) {
         error_setg(errp, "hspt=on supports only one vCPU so far "

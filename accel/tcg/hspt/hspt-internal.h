@@ -21,7 +21,7 @@ typedef struct HsptCPU {
     HsptSlot slot[HSPT_MAX_SLOTS];
 } HsptCPU;
 
-/* Process-wide counters (shown by `info hspt`). */
+/* Process-wide counters (printed at exit with QEMU_HSPT_STATS=1). */
 typedef struct HsptStats {
     uint64_t fills;
     uint64_t signals;

@@ -35,6 +35,12 @@ static unsigned hspt_nslots;
 static uint64_t hspt_page_budget;
 static struct sigaction hspt_prev_segv;
 
+/* Guest pages per shadow region (one bit each in the slot bitmaps). */
+static size_t hspt_slot_pages(void)
+{
+    return HSPT_GUEST_VA_SIZE >> qemu_target_page_bits();
+}
+
 static HsptCPU *hspt_cpu(CPUState *cpu)
 {
     assert(cpu->cpu_index >= 0 && cpu->cpu_index < hspt_max_cpus);
@@ -54,7 +60,7 @@ void hspt_cpu_init(CPUState *cpu)
 {
     HsptCPU *hc = hspt_cpu(cpu);
     size_t size = hspt_nslots * HSPT_SLOT_SIZE;
-    size_t npages = HSPT_GUEST_VA_SIZE >> qemu_target_page_bits();
+    size_t npages = hspt_slot_pages();
     void *p;
 
     p = mmap(NULL, size, PROT_NONE,
@@ -147,7 +153,7 @@ void hspt_unmap_page_locked(CPUState *cpu, int mmu_idx, uint64_t page)
 
 void hspt_flush_idx_locked(CPUState *cpu, int mmu_idx)
 {
-    size_t npages = HSPT_GUEST_VA_SIZE >> qemu_target_page_bits();
+    size_t npages = hspt_slot_pages();
     uint8_t *base;
     HsptSlot *slot = hspt_slot(cpu, mmu_idx, &base);
 
@@ -322,15 +328,16 @@ static void hspt_dump_stats(void)
 
 bool hspt_region_init(unsigned max_cpus, uint16_t idx_mask, Error **errp)
 {
-    if (getenv("QEMU_HSPT_STATS")) {
-        atexit(hspt_dump_stats);
-    }
     struct sigaction sa = {
         .sa_sigaction = hspt_sigsegv,
         .sa_flags = SA_SIGINFO | SA_NODEFER,
     };
     unsigned long max_map_count = 65530;
     g_autofree char *text = NULL;
+
+    if (getenv("QEMU_HSPT_STATS")) {
+        atexit(hspt_dump_stats);
+    }
 
     hspt_max_cpus = max_cpus;
     hspt_cpus = g_new0(HsptCPU, max_cpus);
