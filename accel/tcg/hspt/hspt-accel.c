@@ -6,6 +6,7 @@
 
 #include "qemu/osdep.h"
 #include "qapi/error.h"
+#include "qapi/visitor.h"
 #include "qom/object.h"
 #include "hw/boards.h"
 #include "exec/target_page.h"
@@ -21,7 +22,16 @@
  */
 #define HSPT_ARM_IDX_MASK ((1 << 0) | (1 << 2) | (1 << 4))
 
-HsptConfig hspt_config;
+HsptConfig hspt_config = {
+    .organisation = HSPT_SPT_GROUP,
+    .groups = HSPT_DEFAULT_GROUPS,
+};
+
+static const char *const hspt_organisation_names[] = {
+    [HSPT_SPT_SHARED] = "shared",
+    [HSPT_SPT_GROUP] = "group",
+    [HSPT_SPT_PRIVATE] = "private",
+};
 
 static bool hspt_get_enabled(Object *obj, Error **errp)
 {
@@ -43,6 +53,61 @@ static void hspt_set_preview(Object *obj, bool value, Error **errp)
     hspt_config.preview = value;
 }
 
+static char *hspt_get_organisation(Object *obj, Error **errp)
+{
+    return g_strdup(hspt_organisation_names[hspt_config.organisation]);
+}
+
+static void hspt_set_organisation(Object *obj, const char *value,
+                                  Error **errp)
+{
+    for (int i = 0; i < ARRAY_SIZE(hspt_organisation_names); i++) {
+        if (!strcmp(value, hspt_organisation_names[i])) {
+            hspt_config.organisation = i;
+            return;
+        }
+    }
+    error_setg(errp, "Invalid parameter value for 'hspt-spt': '%s'", value);
+    error_append_hint(errp, "Valid values: shared, group, private\n");
+}
+
+static void hspt_get_groups(Object *obj, Visitor *v, const char *name,
+                            void *opaque, Error **errp)
+{
+    uint32_t value = hspt_config.groups;
+
+    visit_type_uint32(v, name, &value, errp);
+}
+
+static void hspt_set_groups(Object *obj, Visitor *v, const char *name,
+                            void *opaque, Error **errp)
+{
+    uint32_t value;
+
+    if (!visit_type_uint32(v, name, &value, errp)) {
+        return;
+    }
+    if (value < 1 || value > HSPT_PRIVATE_SPACES) {
+        error_setg(errp, "Parameter 'hspt-groups' expects a value between "
+                   "1 and %d", HSPT_PRIVATE_SPACES);
+        return;
+    }
+    hspt_config.groups = value;
+}
+
+/* Shadow spaces per vCPU for the chosen organisation. */
+static unsigned hspt_spaces_per_cpu(void)
+{
+    switch (hspt_config.organisation) {
+    case HSPT_SPT_SHARED:
+        return 1;
+    case HSPT_SPT_PRIVATE:
+        return HSPT_PRIVATE_SPACES;
+    default:
+        return hspt_config.groups;
+    }
+}
+
 void hspt_accel_class_init(ObjectClass *oc)
 {
     object_class_property_add_bool(oc, "hspt", hspt_get_enabled,
@@ -56,6 +121,17 @@ void hspt_accel_class_init(ObjectClass *oc)
     object_class_property_set_description(oc, "x-hspt-preview",
         "Experimental: run the incomplete HSPT core (one vCPU only; much "
         "slower than softmmu when the guest flushes its TLB often)");
+    object_class_property_add_str(oc, "hspt-spt", hspt_get_organisation,
+                                  hspt_set_organisation);
+    object_class_property_set_description(oc, "hspt-spt",
+        "How guest contexts (ASID, DACR, TTBCR) share shadow spaces: "
+        "shared (one per vCPU, flushed on every switch), group (hspt-groups "
+        "spaces, least recently used reassigned; default) or private (one "
+        "per context, up to 256)");
+    object_class_property_add(oc, "hspt-groups", "uint32", hspt_get_groups,
+                              hspt_set_groups, NULL, NULL);
+    object_class_property_set_description(oc, "hspt-groups",
+        "Shadow spaces per vCPU with hspt-spt=group (1-256, default 8)");
 }
 
 int hspt_init_machine(MachineState *ms, Error **errp)
@@ -89,7 +165,8 @@ int hspt_init_machine(MachineState *ms, Error **errp)
      * explicit share=off still wins; that RAM then stays on softmmu.
      */
     object_register_sugar_prop(TYPE_MEMORY_BACKEND, "share", "on", false);
-    if (!hspt_region_init(ms->smp.max_cpus, HSPT_ARM_IDX_MASK, errp)) {
+    if (!hspt_region_init(ms->smp.max_cpus, HSPT_ARM_IDX_MASK,
+                           hspt_spaces_per_cpu(), errp)) {
         return -EINVAL;
     }
     return 0;

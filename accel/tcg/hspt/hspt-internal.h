@@ -7,23 +7,54 @@
 #ifndef ACCEL_TCG_HSPT_INTERNAL_H
 #define ACCEL_TCG_HSPT_INTERNAL_H
 
+#include "qemu/bitmap.h"
 #include "hspt.h"
 
+/* One shadow region: the view of one mmu_idx in one space. */
 typedef struct HsptSlot {
     unsigned long *mapped;      /* guest page has a file mapping */
     unsigned long *writable;    /* ... and it is PROT_WRITE */
+    uint32_t *ram_pfn;          /* RAM page behind each mapped guest page */
     uint32_t n_mapped;
+    uint32_t vmas;              /* see hspt_account_vmas() */
+    /*
+     * Union of the large guest pages (sections, 64 KiB pages) filled since
+     * the last flush, as the softmmu TLB tracks them: invalidating one page
+     * of a large page must drop all of it. lp_mask == 0: none.
+     */
+    uint32_t lp_addr;
+    uint32_t lp_mask;
 } HsptSlot;
 
-typedef struct HsptCPU {
-    uint8_t *base;              /* the reservation; %gs base of its thread */
-    size_t size;
+/*
+ * A space is one set of regions (one per shadowed mmu_idx), tagged with
+ * the guest context whose translations it holds.
+ */
+typedef struct HsptSpace {
+    uint8_t *base;              /* %gs base while this space is current */
     HsptSlot slot[HSPT_MAX_SLOTS];
+    HsptContextKey key;
+    bool keyed;                 /* false: key unknown, never matched */
+    uint64_t last_used;         /* LRU clock */
+    uint32_t n_mapped;
+} HsptSpace;
+
+typedef struct HsptCPU {
+    uint8_t *base;              /* one reservation holding every space */
+    size_t size;
+    HsptSpace *spaces;
+    HsptSpace *cur;
+    uint64_t clock;
+    bool in_context_switch;     /* the running tlb_flush is a switch */
+    /* ASIDs whose TLBIASID is waiting for its softmmu full flush */
+    DECLARE_BITMAP(pending_asids, 256);
 } HsptCPU;
 
 /* Process-wide counters (printed at exit with QEMU_HSPT_STATS=1). */
 typedef struct HsptStats {
     uint64_t fills;
+    uint64_t large_fills;
+    uint64_t vmas;
     uint64_t signals;
     uint64_t page_flushes;
     uint64_t region_flushes;
@@ -32,10 +63,16 @@ typedef struct HsptStats {
     uint64_t unmappable;
     uint64_t mmap_errors;
     uint64_t mapped_pages;
+    uint64_t switches;
+    uint64_t switch_hits;
+    uint64_t reassigns;
+    uint64_t asid_flushes;
+    uint64_t softmmu_tbs;
 } HsptStats;
 
 extern HsptStats hspt_stats;
 
-bool hspt_region_init(unsigned max_cpus, uint16_t idx_mask, Error **errp);
+bool hspt_region_init(unsigned max_cpus, uint16_t idx_mask, unsigned nspaces,
+                      Error **errp);
 
 #endif

@@ -1,6 +1,6 @@
 /*
- * qemu-hspt: per-vCPU shadow regions, the SIGSEGV redirect, and shadow
- * page maintenance
+ * qemu-hspt: per-vCPU shadow spaces, the SIGSEGV redirect, shadow page
+ * maintenance and the reverse map used to write-protect shadow pages
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
@@ -8,6 +8,7 @@
 #include "qemu/osdep.h"
 #include "qemu/atomic.h"
 #include "qemu/bitmap.h"
+#include "qemu/thread.h"
 #include "qapi/error.h"
 #include "qemu/error-report.h"
 #include "hw/core/cpu.h"
@@ -17,9 +18,14 @@
 #include "hspt.h"
 #include "hspt-internal.h"
 
+#include <sys/auxv.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <asm/prctl.h>
+
+#ifndef HWCAP2_FSGSBASE
+#define HWCAP2_FSGSBASE (1 << 1)
+#endif
 
 #define HSPT_GUEST_VA_SIZE (1ull << 32)
 /* A slot flush unmaps page by page up to this many pages, else wholesale. */
@@ -32,13 +38,55 @@ HsptStats hspt_stats;
 static HsptCPU *hspt_cpus;
 static unsigned hspt_max_cpus;
 static unsigned hspt_nslots;
-static uint64_t hspt_page_budget;
+static unsigned hspt_nspaces;
+static uint64_t hspt_vma_budget;
 static struct sigaction hspt_prev_segv;
+static bool hspt_have_wrgsbase;
+
+/*
+ * Protects every space's bookkeeping and the reverse map. Taken inside
+ * the vCPU's tlb_c.lock, never the other way round: the owner fills and
+ * flushes, other threads write-protect (code protection, dirty logging).
+ */
+static QemuMutex hspt_lock;
+
+/*
+ * Reverse map: for each RAM page (ram_addr >> page bits), the shadow pages
+ * that may map it writable, as packed HsptRmapEntry values. Entries are
+ * checked against the slot before use and pruned lazily, so unmaps and
+ * flushes never have to find them.
+ */
+typedef struct HsptRmap {
+    uint32_t n;
+    uint32_t cap;
+    uint64_t *e;
+} HsptRmap;
+
+static HsptRmap *hspt_rmap;
+static size_t hspt_rmap_len;
+
+#define RMAP_VA_BITS    20
+#define RMAP_SLOT_SHIFT 20
+#define RMAP_SPACE_SHIFT 24
+#define RMAP_CPU_SHIFT  40
+
+static uint64_t rmap_entry(unsigned cpu, unsigned space, unsigned slot,
+                           uint32_t va_pfn)
+{
+    return (uint64_t)cpu << RMAP_CPU_SHIFT |
+           (uint64_t)space << RMAP_SPACE_SHIFT |
+           (uint64_t)slot << RMAP_SLOT_SHIFT | va_pfn;
+}
 
 /* Guest pages per shadow region (one bit each in the slot bitmaps). */
 static size_t hspt_slot_pages(void)
 {
     return HSPT_GUEST_VA_SIZE >> qemu_target_page_bits();
+}
+
+static size_t hspt_space_size(void)
+{
+    return (size_t)hspt_nslots * HSPT_SLOT_SIZE;
 }
 
 static HsptCPU *hspt_cpu(CPUState *cpu)
@@ -56,11 +104,73 @@ static bool hspt_reserve(void *addr, size_t len)
     return p == addr;
 }
 
+static void hspt_reserve_or_die(void *addr, size_t len)
+{
+    if (!hspt_reserve(addr, len)) {
+        /* The old mapping may still be there: nothing safe remains. */
+        error_report("hspt: cannot unmap shadow pages: %s", strerror(errno));
+        abort();
+    }
+}
+
+/* Bookkeeping is allocated when a space is first used. */
+static void hspt_space_alloc(HsptSpace *sp)
+{
+    size_t npages = hspt_slot_pages();
+
+    if (sp->slot[0].mapped) {
+        return;
+    }
+    for (unsigned s = 0; s < hspt_nslots; s++) {
+        HsptSlot *slot = &sp->slot[s];
+        void *p = mmap(NULL, npages * sizeof(uint32_t),
+                       PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+
+        if (p == MAP_FAILED) {
+            error_report("hspt: out of memory for shadow bookkeeping");
+            abort();
+        }
+        slot->ram_pfn = p;
+        slot->mapped = bitmap_new(npages);
+        slot->writable = bitmap_new(npages);
+    }
+}
+
+static void hspt_space_free(HsptSpace *sp)
+{
+    for (unsigned s = 0; s < hspt_nslots; s++) {
+        HsptSlot *slot = &sp->slot[s];
+
+        if (slot->ram_pfn) {
+            munmap(slot->ram_pfn, hspt_slot_pages() * sizeof(uint32_t));
+        }
+        g_free(slot->mapped);
+        g_free(slot->writable);
+    }
+}
+
+static void hspt_set_gs(void *base)
+{
+    static __thread void *gs_base;
+
+    if (gs_base == base) {
+        return;
+    }
+    if (hspt_have_wrgsbase) {
+        asm volatile("wrgsbase %0" : : "r"(base) : "memory");
+    } else if (syscall(SYS_arch_prctl, ARCH_SET_GS, base) != 0) {
+        error_report("hspt: arch_prctl(ARCH_SET_GS) failed: %s",
+                     strerror(errno));
+        abort();
+    }
+    gs_base = base;
+}
+
 void hspt_cpu_init(CPUState *cpu)
 {
     HsptCPU *hc = hspt_cpu(cpu);
-    size_t size = hspt_nslots * HSPT_SLOT_SIZE;
-    size_t npages = hspt_slot_pages();
+    size_t size = hspt_nspaces * hspt_space_size();
     void *p;
 
     p = mmap(NULL, size, PROT_NONE,
@@ -73,11 +183,12 @@ void hspt_cpu_init(CPUState *cpu)
     }
     hc->base = p;
     hc->size = size;
-    for (unsigned s = 0; s < hspt_nslots; s++) {
-        hc->slot[s].mapped = bitmap_new(npages);
-        hc->slot[s].writable = bitmap_new(npages);
-        hc->slot[s].n_mapped = 0;
+    hc->spaces = g_new0(HsptSpace, hspt_nspaces);
+    for (unsigned i = 0; i < hspt_nspaces; i++) {
+        hc->spaces[i].base = hc->base + i * hspt_space_size();
     }
+    hc->cur = &hc->spaces[0];
+    hspt_space_alloc(hc->cur);
 }
 
 void hspt_cpu_destroy(CPUState *cpu)
@@ -87,94 +198,82 @@ void hspt_cpu_destroy(CPUState *cpu)
     if (!hc->base) {
         return;
     }
-    for (unsigned s = 0; s < hspt_nslots; s++) {
-        qatomic_sub(&hspt_stats.mapped_pages, hc->slot[s].n_mapped);
-        g_free(hc->slot[s].mapped);
-        g_free(hc->slot[s].writable);
+    qemu_mutex_lock(&hspt_lock);
+    for (unsigned i = 0; i < hspt_nspaces; i++) {
+        qatomic_sub(&hspt_stats.mapped_pages, hc->spaces[i].n_mapped);
+        for (unsigned s = 0; s < hspt_nslots; s++) {
+            qatomic_sub(&hspt_stats.vmas, hc->spaces[i].slot[s].vmas);
+        }
+        hspt_space_free(&hc->spaces[i]);
     }
+    g_free(hc->spaces);
     munmap(hc->base, hc->size);
     memset(hc, 0, sizeof(*hc));
+    qemu_mutex_unlock(&hspt_lock);
 }
 
 /*
- * Generated code addresses the current vCPU's reservation through %gs.
- * Only this thread's base changes; it is re-set only when a (round-robin)
- * thread switches to another vCPU.
+ * Generated code addresses the current space through %gs. Only this
+ * thread's base changes; it is re-set when a (round-robin) thread
+ * switches to another vCPU or the vCPU to another space.
  */
 void hspt_cpu_exec_enter(CPUState *cpu)
 {
-    static __thread void *gs_base;
-    HsptCPU *hc = hspt_cpu(cpu);
-
-    if (gs_base != hc->base) {
-        if (syscall(SYS_arch_prctl, ARCH_SET_GS, hc->base) != 0) {
-            error_report("hspt: arch_prctl(ARCH_SET_GS) failed: %s",
-                         strerror(errno));
-            abort();
-        }
-        gs_base = hc->base;
-    }
+    hspt_set_gs(hspt_cpu(cpu)->cur->base);
 }
 
-/* The shadow region of CPU's MMU_IDX (and its base), or NULL if none. */
-static HsptSlot *hspt_slot(CPUState *cpu, int mmu_idx, uint8_t **base)
+/*
+ * VMAs a slot may have added to the process (an estimate from above: every
+ * mmap over part of a mapping can split it); a wholesale flush returns
+ * the region to a single VMA.
+ */
+static void hspt_account_vmas(HsptSlot *slot, unsigned n)
 {
-    int s = hspt_slot_of_idx[mmu_idx];
-    HsptCPU *hc;
-
-    if (s < 0) {
-        return NULL;
-    }
-    hc = hspt_cpu(cpu);
-    *base = hc->base + (uint64_t)s * HSPT_SLOT_SIZE;
-    return &hc->slot[s];
+    slot->vmas += n;
+    qatomic_add(&hspt_stats.vmas, n);
 }
 
-void hspt_unmap_page_locked(CPUState *cpu, int mmu_idx, uint64_t page)
+static void hspt_slot_unmap_page(HsptSpace *sp, HsptSlot *slot,
+                                 uint8_t *base, uint32_t va_pfn)
 {
-    unsigned long pfn = page >> qemu_target_page_bits();
-    uint8_t *base;
-    HsptSlot *slot = hspt_slot(cpu, mmu_idx, &base);
-
-    if (!slot || !test_bit(pfn, slot->mapped)) {
-        return;
-    }
-    if (!hspt_reserve(base + page, qemu_target_page_size())) {
-        /* The old mapping may still be there: nothing safe remains. */
-        error_report("hspt: cannot unmap a shadow page: %s", strerror(errno));
-        abort();
-    }
-    clear_bit(pfn, slot->mapped);
-    clear_bit(pfn, slot->writable);
+    hspt_reserve_or_die(base + ((uint64_t)va_pfn << qemu_target_page_bits()),
+                        qemu_target_page_size());
+    clear_bit(va_pfn, slot->mapped);
+    clear_bit(va_pfn, slot->writable);
     slot->n_mapped--;
+    sp->n_mapped--;
+    if (slot->n_mapped) {
+        hspt_account_vmas(slot, 2);
+    } else {
+        /* Adjacent reservations merge: the region is one VMA again. */
+        qatomic_sub(&hspt_stats.vmas, slot->vmas);
+        slot->vmas = 0;
+    }
     qatomic_dec(&hspt_stats.mapped_pages);
     qatomic_inc(&hspt_stats.page_flushes);
 }
 
-void hspt_flush_idx_locked(CPUState *cpu, int mmu_idx)
+static void hspt_slot_flush(HsptSpace *sp, unsigned s)
 {
+    HsptSlot *slot = &sp->slot[s];
+    uint8_t *base = sp->base + (uint64_t)s * HSPT_SLOT_SIZE;
     size_t npages = hspt_slot_pages();
-    uint8_t *base;
-    HsptSlot *slot = hspt_slot(cpu, mmu_idx, &base);
 
-    if (!slot || slot->n_mapped == 0) {
+    slot->lp_mask = 0;
+    if (slot->n_mapped == 0) {
         return;
     }
     if (slot->n_mapped <= HSPT_FLUSH_PAGEWISE_MAX) {
-        unsigned long pfn;
-
-        for (pfn = find_first_bit(slot->mapped, npages); pfn < npages;
-             pfn = find_next_bit(slot->mapped, npages, pfn + 1)) {
-            hspt_unmap_page_locked(cpu, mmu_idx,
-                                   (uint64_t)pfn << qemu_target_page_bits());
+        for (unsigned long pfn = find_first_bit(slot->mapped, npages);
+             pfn < npages; pfn = find_next_bit(slot->mapped, npages, pfn + 1)) {
+            hspt_slot_unmap_page(sp, slot, base, pfn);
         }
     } else {
-        if (!hspt_reserve(base, HSPT_GUEST_VA_SIZE)) {
-            error_report("hspt: cannot flush a shadow region: %s",
-                         strerror(errno));
-            abort();
-        }
+        hspt_reserve_or_die(base, HSPT_GUEST_VA_SIZE);
+        qatomic_sub(&hspt_stats.vmas, slot->vmas);
+        slot->vmas = 0;
         qatomic_sub(&hspt_stats.mapped_pages, slot->n_mapped);
+        sp->n_mapped -= slot->n_mapped;
         bitmap_zero(slot->mapped, npages);
         bitmap_zero(slot->writable, npages);
         slot->n_mapped = 0;
@@ -182,84 +281,405 @@ void hspt_flush_idx_locked(CPUState *cpu, int mmu_idx)
     qatomic_inc(&hspt_stats.region_flushes);
 }
 
-void hspt_write_protect_locked(CPUState *cpu, int mmu_idx, uint64_t page)
+static void hspt_space_flush(HsptSpace *sp)
 {
-    unsigned long pfn = page >> qemu_target_page_bits();
-    uint8_t *base;
-    HsptSlot *slot = hspt_slot(cpu, mmu_idx, &base);
-
-    if (!slot || !test_bit(pfn, slot->writable)) {
-        return;
+    for (unsigned s = 0; s < hspt_nslots; s++) {
+        hspt_slot_flush(sp, s);
     }
-    if (mprotect(base + page, qemu_target_page_size(), PROT_READ) != 0) {
-        hspt_unmap_page_locked(cpu, mmu_idx, page);
-        return;
-    }
-    clear_bit(pfn, slot->writable);
-    qatomic_inc(&hspt_stats.write_protects);
 }
 
-void hspt_map_page_locked(CPUState *cpu, int mmu_idx, uint64_t page,
-                          void *host, bool writable)
+void hspt_unmap_page_locked(CPUState *cpu, int mmu_idx, uint64_t page)
+{
+    HsptCPU *hc = hspt_cpu(cpu);
+    int s = hspt_slot_of_idx[mmu_idx];
+    uint32_t va_pfn = page >> qemu_target_page_bits();
+
+    if (s < 0) {
+        return;
+    }
+    qemu_mutex_lock(&hspt_lock);
+    for (unsigned i = 0; i < hspt_nspaces; i++) {
+        HsptSpace *sp = &hc->spaces[i];
+        HsptSlot *slot = &sp->slot[s];
+
+        if (slot->n_mapped == 0) {
+            continue;
+        }
+        if (slot->lp_mask && ((page ^ slot->lp_addr) & slot->lp_mask) == 0) {
+            /* Part of a large guest page: the whole entry goes. */
+            hspt_slot_flush(sp, s);
+        } else if (test_bit(va_pfn, slot->mapped)) {
+            hspt_slot_unmap_page(sp, slot, sp->base +
+                                 (uint64_t)s * HSPT_SLOT_SIZE, va_pfn);
+        }
+    }
+    qemu_mutex_unlock(&hspt_lock);
+}
+
+void hspt_flush_asid_prepare(CPUState *cpu, uint8_t asid)
+{
+    HsptCPU *hc = hspt_cpu(cpu);
+
+    qemu_mutex_lock(&hspt_lock);
+    set_bit(asid, hc->pending_asids);
+    qemu_mutex_unlock(&hspt_lock);
+}
+
+/*
+ * The full flush that carries pending TLBIASIDs (QEMU may run it later, at
+ * the end of the TB for the IS forms: doing the selective flush here, not
+ * earlier, also drops what was refilled from the stale softmmu TLB in
+ * between). Spaces of other ASIDs keep their pages.
+ */
+static bool hspt_flush_pending_asids(HsptCPU *hc)
+{
+    if (find_first_bit(hc->pending_asids, 256) >= 256) {
+        return false;
+    }
+    for (unsigned i = 0; i < hspt_nspaces; i++) {
+        HsptSpace *sp = &hc->spaces[i];
+
+        if (sp->n_mapped &&
+            (!sp->keyed || test_bit(sp->key.v[1] & 0xff, hc->pending_asids))) {
+            hspt_space_flush(sp);
+        }
+    }
+    bitmap_zero(hc->pending_asids, 256);
+    qatomic_inc(&hspt_stats.asid_flushes);
+    return true;
+}
+
+void hspt_flush_idx_locked(CPUState *cpu, uint16_t idxmap, bool full)
+{
+    HsptCPU *hc = hspt_cpu(cpu);
+
+    if (hc->in_context_switch) {
+        /* The softmmu TLB is untagged; the shadow spaces are not. */
+        return;
+    }
+    qemu_mutex_lock(&hspt_lock);
+    if (full && hspt_flush_pending_asids(hc)) {
+        qemu_mutex_unlock(&hspt_lock);
+        return;
+    }
+    for (unsigned i = 0; i < hspt_nspaces; i++) {
+        HsptSpace *sp = &hc->spaces[i];
+
+        for (int idx = 0; idx < 16 && sp->n_mapped; idx++) {
+            if ((idxmap & (1 << idx)) && hspt_slot_of_idx[idx] >= 0) {
+                hspt_slot_flush(sp, hspt_slot_of_idx[idx]);
+            }
+        }
+    }
+    if (full) {
+        /*
+         * Full flushes also come with register changes that bypass the
+         * context hooks (reset, loadvm, SCTLR): from now on the current
+         * space holds translations of a context we cannot name.
+         */
+        hc->cur->keyed = false;
+    }
+    qemu_mutex_unlock(&hspt_lock);
+}
+
+/* Entry E is a live writable mapping of RAM page RP: return its slot. */
+static HsptSlot *hspt_rmap_lookup(uint64_t e, uint32_t rp, uint8_t **addr)
+{
+    unsigned cpu = e >> RMAP_CPU_SHIFT;
+    unsigned space = (e >> RMAP_SPACE_SHIFT) & 0xffff;
+    unsigned s = (e >> RMAP_SLOT_SHIFT) & 0xf;
+    uint32_t va_pfn = e & ((1u << RMAP_VA_BITS) - 1);
+    HsptSpace *sp;
+    HsptSlot *slot;
+
+    if (cpu >= hspt_max_cpus || !hspt_cpus[cpu].spaces) {
+        return NULL;
+    }
+    sp = &hspt_cpus[cpu].spaces[space];
+    slot = &sp->slot[s];
+    if (!slot->mapped || !test_bit(va_pfn, slot->writable) ||
+        slot->ram_pfn[va_pfn] != rp) {
+        return NULL;
+    }
+    *addr = sp->base + (uint64_t)s * HSPT_SLOT_SIZE +
+            ((uint64_t)va_pfn << qemu_target_page_bits());
+    return slot;
+}
+
+static void hspt_rmap_add(uint32_t rp, uint64_t e)
+{
+    HsptRmap *r;
+    uint32_t j = 0;
+
+    if (rp >= hspt_rmap_len) {
+        size_t len = MAX(rp + 1, hspt_rmap_len * 2);
+
+        hspt_rmap = g_renew(HsptRmap, hspt_rmap, len);
+        memset(hspt_rmap + hspt_rmap_len, 0,
+               (len - hspt_rmap_len) * sizeof(HsptRmap));
+        hspt_rmap_len = len;
+    }
+    r = &hspt_rmap[rp];
+    /* Drop stale entries, and do not add E twice. */
+    for (uint32_t i = 0; i < r->n; i++) {
+        uint8_t *addr;
+
+        if (r->e[i] == e) {
+            continue;
+        }
+        if (hspt_rmap_lookup(r->e[i], rp, &addr)) {
+            r->e[j++] = r->e[i];
+        }
+    }
+    r->n = j;
+    if (r->n == r->cap) {
+        r->cap = MAX(2, r->cap * 2);
+        r->e = g_renew(uint64_t, r->e, r->cap);
+    }
+    r->e[r->n++] = e;
+}
+
+void hspt_write_protect_host_locked(CPUState *cpu, uintptr_t host,
+                                    size_t length)
 {
     size_t psize = qemu_target_page_size();
-    unsigned long pfn = page >> qemu_target_page_bits();
-    uint8_t *base;
-    HsptSlot *slot = hspt_slot(cpu, mmu_idx, &base);
-    ram_addr_t offset;
+    unsigned bits = qemu_target_page_bits();
+    ram_addr_t offset, first, last;
     RAMBlock *rb;
+
+    rb = qemu_ram_block_from_host((void *)host, false, &offset);
+    if (!rb) {
+        return;
+    }
+    /* The caller's length may not count the offset into the first page. */
+    first = (rb->offset + offset) >> bits;
+    last = (rb->offset + MIN(offset + length + psize,
+                             rb->used_length)) >> bits;
+
+    qemu_mutex_lock(&hspt_lock);
+    for (ram_addr_t rp = first; rp < last && rp < hspt_rmap_len; rp++) {
+        HsptRmap *r = &hspt_rmap[rp];
+        uint32_t j = 0;
+
+        for (uint32_t i = 0; i < r->n; i++) {
+            uint64_t e = r->e[i];
+            HsptSlot *slot;
+            uint8_t *addr;
+
+            slot = hspt_rmap_lookup(e, rp, &addr);
+            if (!slot) {
+                continue;       /* stale: drop */
+            }
+            if ((e >> RMAP_CPU_SHIFT) != cpu->cpu_index) {
+                r->e[j++] = e;  /* another vCPU's: its own call comes */
+                continue;
+            }
+            if (mprotect(addr, psize, PROT_READ) == 0) {
+                clear_bit(e & ((1u << RMAP_VA_BITS) - 1), slot->writable);
+                qatomic_inc(&hspt_stats.write_protects);
+            } else {
+                unsigned space = (e >> RMAP_SPACE_SHIFT) & 0xffff;
+                HsptSpace *sp = &hspt_cpus[cpu->cpu_index].spaces[space];
+                unsigned s = (e >> RMAP_SLOT_SHIFT) & 0xf;
+
+                hspt_slot_unmap_page(sp, slot,
+                                     sp->base + (uint64_t)s * HSPT_SLOT_SIZE,
+                                     e & ((1u << RMAP_VA_BITS) - 1));
+            }
+        }
+        r->n = j;
+    }
+    qemu_mutex_unlock(&hspt_lock);
+}
+
+/* Budget exhausted: flush the least recently used space holding pages. */
+static void hspt_evict(HsptCPU *hc)
+{
+    HsptSpace *victim = NULL;
+
+    for (unsigned i = 0; i < hspt_nspaces; i++) {
+        HsptSpace *sp = &hc->spaces[i];
+
+        if (sp != hc->cur && sp->n_mapped &&
+            (!victim || sp->last_used < victim->last_used)) {
+            victim = sp;
+        }
+    }
+    hspt_space_flush(victim ? victim : hc->cur);
+    qatomic_inc(&hspt_stats.evictions);
+}
+
+static void hspt_slot_add_large_page(HsptSlot *slot, uint32_t page,
+                                     int lg_page_size)
+{
+    uint32_t mask = ~(uint32_t)0 << lg_page_size;
+
+    if (slot->lp_mask == 0) {
+        slot->lp_addr = page & mask;
+        slot->lp_mask = mask;
+        return;
+    }
+    /* Widen to cover both, as tlb_add_large_page() does. */
+    mask &= slot->lp_mask;
+    while (((slot->lp_addr ^ page) & mask) != 0) {
+        mask <<= 1;
+    }
+    slot->lp_addr &= mask;
+    slot->lp_mask = mask;
+}
+
+bool hspt_map_locked(CPUState *cpu, int mmu_idx, uint64_t va, void *host,
+                     size_t npages, bool writable, int lg_page_size)
+{
+    size_t psize = qemu_target_page_size();
+    unsigned bits = qemu_target_page_bits();
+    uint32_t va_pfn = va >> bits;
+    int s = hspt_slot_of_idx[mmu_idx];
+    HsptCPU *hc = hspt_cpu(cpu);
+    ram_addr_t offset;
+    HsptSpace *sp;
+    HsptSlot *slot;
+    uint8_t *addr;
+    uint32_t rp;
+    RAMBlock *rb;
+    bool ok = false;
     void *p;
 
-    if (!slot) {
-        return;
+    if (s < 0) {
+        return false;
     }
-
     rb = qemu_ram_block_from_host(host, false, &offset);
     if (!rb || rb->fd < 0 || !qemu_ram_is_shared(rb) ||
-        rb->page_size != qemu_real_host_page_size()) {
+        rb->page_size != qemu_real_host_page_size() ||
+        offset + npages * psize > rb->used_length ||
+        ((rb->offset + offset) >> bits) + npages > UINT32_MAX) {
         qatomic_inc(&hspt_stats.unmappable);
-        return;
+        return false;
     }
+    rp = (rb->offset + offset) >> bits;
+
+    qemu_mutex_lock(&hspt_lock);
+    sp = hc->cur;
+    slot = &sp->slot[s];
+    addr = sp->base + (uint64_t)s * HSPT_SLOT_SIZE + va;
 
     /*
-     * Stay well below vm.max_map_count: every isolated shadow page splits
-     * a reservation, costing up to two mappings. Evict our own region
-     * first; if other vCPUs hold the budget, leave this page on softmmu.
+     * Stay well below vm.max_map_count: a mapping may split a reservation
+     * and cost up to two VMAs. If other vCPUs hold the budget, leave the
+     * page on softmmu.
      */
-    if (!test_bit(pfn, slot->mapped) &&
-        qatomic_read(&hspt_stats.mapped_pages) >= hspt_page_budget) {
-        hspt_flush_idx_locked(cpu, mmu_idx);
-        qatomic_inc(&hspt_stats.evictions);
-        if (qatomic_read(&hspt_stats.mapped_pages) >= hspt_page_budget) {
-            return;
+    if (qatomic_read(&hspt_stats.vmas) + 2 > hspt_vma_budget) {
+        hspt_evict(hc);
+        if (qatomic_read(&hspt_stats.vmas) + 2 > hspt_vma_budget) {
+            goto out;
         }
     }
 
-    p = mmap(base + page, psize,
-             PROT_READ | (writable ? PROT_WRITE : 0), MAP_SHARED | MAP_FIXED,
-             rb->fd, rb->fd_offset + offset);
+    p = mmap(addr, npages * psize, PROT_READ | (writable ? PROT_WRITE : 0),
+             MAP_SHARED | MAP_FIXED, rb->fd, rb->fd_offset + offset);
     if (p == MAP_FAILED) {
-        /* A failed MAP_FIXED may have dropped the old mapping: re-reserve. */
+        /* A failed MAP_FIXED may have dropped old mappings: re-reserve. */
         qatomic_inc(&hspt_stats.mmap_errors);
-        if (test_bit(pfn, slot->mapped)) {
-            hspt_unmap_page_locked(cpu, mmu_idx, page);
-        } else if (!hspt_reserve(base + page, psize)) {
-            error_report("hspt: cannot restore a shadow reservation: %s",
-                         strerror(errno));
-            abort();
+        hspt_reserve_or_die(addr, npages * psize);
+        for (size_t i = 0; i < npages; i++) {
+            if (test_bit(va_pfn + i, slot->mapped)) {
+                clear_bit(va_pfn + i, slot->mapped);
+                clear_bit(va_pfn + i, slot->writable);
+                slot->n_mapped--;
+                sp->n_mapped--;
+                qatomic_dec(&hspt_stats.mapped_pages);
+            }
         }
-        return;
+        goto out;
     }
-    if (!test_and_set_bit(pfn, slot->mapped)) {
-        slot->n_mapped++;
-        qatomic_inc(&hspt_stats.mapped_pages);
+    hspt_account_vmas(slot, 2);
+    for (size_t i = 0; i < npages; i++) {
+        if (!test_and_set_bit(va_pfn + i, slot->mapped)) {
+            slot->n_mapped++;
+            sp->n_mapped++;
+            qatomic_inc(&hspt_stats.mapped_pages);
+        }
+        slot->ram_pfn[va_pfn + i] = rp + i;
+        if (writable) {
+            set_bit(va_pfn + i, slot->writable);
+            hspt_rmap_add(rp + i, rmap_entry(cpu->cpu_index, sp - hc->spaces,
+                                             s, va_pfn + i));
+        } else {
+            clear_bit(va_pfn + i, slot->writable);
+        }
     }
-    if (writable) {
-        set_bit(pfn, slot->writable);
-    } else {
-        clear_bit(pfn, slot->writable);
+    if (lg_page_size > bits) {
+        hspt_slot_add_large_page(slot, va, lg_page_size);
     }
-    qatomic_inc(&hspt_stats.fills);
+    qatomic_inc(npages > 1 ? &hspt_stats.large_fills : &hspt_stats.fills);
+    ok = true;
+out:
+    qemu_mutex_unlock(&hspt_lock);
+    return ok;
+}
+
+bool hspt_context_flush_begin(CPUState *cpu)
+{
+    if (!hspt_enabled) {
+        return false;
+    }
+    hspt_cpu(cpu)->in_context_switch = true;
+    return true;
+}
+
+void hspt_context_flush_end(CPUState *cpu)
+{
+    hspt_cpu(cpu)->in_context_switch = false;
+}
+
+static bool hspt_key_equal(const HsptContextKey *a, const HsptContextKey *b)
+{
+    return !memcmp(a, b, sizeof(*a));
+}
+
+/*
+ * Called on the vCPU's own thread, after the register write that changed
+ * the context (the TB ends right after it).
+ */
+void hspt_context_switch(CPUState *cpu, const HsptContextKey *key)
+{
+    HsptCPU *hc = hspt_cpu(cpu);
+    HsptSpace *next = NULL;
+
+    qemu_mutex_lock(&hspt_lock);
+    hc->clock++;
+    qatomic_inc(&hspt_stats.switches);
+    for (unsigned i = 0; i < hspt_nspaces; i++) {
+        HsptSpace *sp = &hc->spaces[i];
+
+        if (sp->keyed && hspt_key_equal(&sp->key, key)) {
+            next = sp;
+            qatomic_inc(&hspt_stats.switch_hits);
+            break;
+        }
+    }
+    if (!next) {
+        /* Reuse the least recently used space (with one space: this one). */
+        for (unsigned i = 0; i < hspt_nspaces; i++) {
+            HsptSpace *sp = &hc->spaces[i];
+
+            if ((sp != hc->cur || hspt_nspaces == 1) &&
+                (!next || sp->last_used < next->last_used)) {
+                next = sp;
+            }
+        }
+        hspt_space_alloc(next);
+        if (next->n_mapped) {
+            hspt_space_flush(next);
+            qatomic_inc(&hspt_stats.reassigns);
+        }
+        next->key = *key;
+        next->keyed = true;
+    }
+    next->last_used = hc->clock;
+    hc->cur = next;
+    qemu_mutex_unlock(&hspt_lock);
+    hspt_set_gs(next->base);
 }
 
 static bool hspt_addr_in_cpu(CPUState *cpu, const void *addr)
@@ -286,9 +706,11 @@ static void hspt_sigsegv(int sig, siginfo_t *info, void *puc)
     uintptr_t pc = uc->uc_mcontext.gregs[REG_RIP];
 
     if (info->si_code > 0 && hspt_addr_in_cpu(current_cpu, info->si_addr)) {
-        uintptr_t stub = hspt_tcg_find_stub(pc);
+        const TranslationBlock *tb;
+        uintptr_t stub = hspt_tcg_find_stub(pc, &tb);
 
         if (stub) {
+            hspt_note_redirect(tb);
             uc->uc_mcontext.gregs[REG_RIP] = stub;
             qatomic_inc(&hspt_stats.signals);
             return;
@@ -315,18 +737,26 @@ static void hspt_sigsegv(int sig, siginfo_t *info, void *puc)
 
 static void hspt_dump_stats(void)
 {
-    fprintf(stderr, "hspt: fills %" PRIu64 " signals %" PRIu64
+    fprintf(stderr, "hspt: fills %" PRIu64 " large-fills %" PRIu64
+            " vmas %" PRIu64 " signals %" PRIu64
             " page-flushes %" PRIu64 " region-flushes %" PRIu64
             " write-protects %" PRIu64 " evictions %" PRIu64
             " unmappable %" PRIu64 " mmap-errors %" PRIu64
-            " mapped %" PRIu64 "\n",
-            hspt_stats.fills, hspt_stats.signals, hspt_stats.page_flushes,
+            " mapped %" PRIu64 " switches %" PRIu64
+            " switch-hits %" PRIu64 " reassigns %" PRIu64
+            " asid-flushes %" PRIu64 " softmmu-tbs %" PRIu64 "\n",
+            hspt_stats.fills, hspt_stats.large_fills, hspt_stats.vmas,
+            hspt_stats.signals, hspt_stats.page_flushes,
             hspt_stats.region_flushes, hspt_stats.write_protects,
             hspt_stats.evictions, hspt_stats.unmappable,
-            hspt_stats.mmap_errors, hspt_stats.mapped_pages);
+            hspt_stats.mmap_errors, hspt_stats.mapped_pages,
+            hspt_stats.switches, hspt_stats.switch_hits,
+            hspt_stats.reassigns, hspt_stats.asid_flushes,
+            hspt_stats.softmmu_tbs);
 }
 
-bool hspt_region_init(unsigned max_cpus, uint16_t idx_mask, Error **errp)
+bool hspt_region_init(unsigned max_cpus, uint16_t idx_mask, unsigned nspaces,
+                      Error **errp)
 {
     struct sigaction sa = {
         .sa_sigaction = hspt_sigsegv,
@@ -339,8 +769,12 @@ bool hspt_region_init(unsigned max_cpus, uint16_t idx_mask, Error **errp)
         atexit(hspt_dump_stats);
     }
 
+    qemu_mutex_init(&hspt_lock);
+    hspt_sites_init();
+    hspt_have_wrgsbase = getauxval(AT_HWCAP2) & HWCAP2_FSGSBASE;
     hspt_max_cpus = max_cpus;
     hspt_cpus = g_new0(HsptCPU, max_cpus);
+    hspt_nspaces = nspaces;
     hspt_nslots = 0;
     for (int idx = 0; idx < 16; idx++) {
         if (idx_mask & (1 << idx)) {
@@ -352,13 +786,13 @@ bool hspt_region_init(unsigned max_cpus, uint16_t idx_mask, Error **errp)
     if (g_file_get_contents("/proc/sys/vm/max_map_count", &text, NULL, NULL)) {
         max_map_count = strtoul(text, NULL, 10);
     }
-    /* Two mappings per isolated page, and leave QEMU plenty of its own. */
+    /* Leave QEMU plenty of VMAs of its own. */
     if (max_map_count < 8192) {
         error_setg(errp, "hspt=on needs vm.max_map_count >= 8192 (it is %lu)",
                    max_map_count);
         return false;
     }
-    hspt_page_budget = (max_map_count - 4096) / 2;
+    hspt_vma_budget = max_map_count - 4096;
 
     sigemptyset(&sa.sa_mask);
     if (sigaction(SIGSEGV, &sa, &hspt_prev_segv) != 0) {

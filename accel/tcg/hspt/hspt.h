@@ -23,10 +23,22 @@ typedef struct HsptEnvironment {
     unsigned max_cpus;
 } HsptEnvironment;
 
+/* SPT organisations (-accel tcg,hspt-spt=...). */
+typedef enum HsptOrganisation {
+    HSPT_SPT_SHARED,    /* one space per vCPU, flushed on a context switch */
+    HSPT_SPT_GROUP,     /* hspt-groups spaces per vCPU, assigned LRU */
+    HSPT_SPT_PRIVATE,   /* a space per context (up to HSPT_PRIVATE_SPACES) */
+} HsptOrganisation;
+
+#define HSPT_PRIVATE_SPACES 256
+#define HSPT_DEFAULT_GROUPS 8
+
 /* User-visible configuration (-accel tcg,hspt=...). */
 typedef struct HsptConfig {
     bool enabled;       /* hspt=on: the finished feature, not there yet */
     bool preview;       /* x-hspt-preview=on: the incomplete core */
+    HsptOrganisation organisation;
+    unsigned groups;
 } HsptConfig;
 
 extern HsptConfig hspt_config;
@@ -60,22 +72,56 @@ static inline bool hspt_idx_active(int mmu_idx)
 
 typedef struct CPUState CPUState;
 
+/*
+ * A guest context as the target tags it: translations filled under one
+ * key stay valid for that key until a guest TLB invalidation.
+ */
+typedef struct HsptContextKey {
+    uint64_t v[3];
+} HsptContextKey;
+
 /* vCPU lifetime (tlb_init/tlb_destroy) and thread entry (cpu_exec). */
 void hspt_cpu_init(CPUState *cpu);
 void hspt_cpu_destroy(CPUState *cpu);
 void hspt_cpu_exec_enter(CPUState *cpu);
 
 /*
- * Shadow maintenance, all called with the vCPU's tlb_c.lock held so that
- * the owner's fills and another thread's write-protects serialise.
+ * Context switches (target hooks). A register write that changes the
+ * context still flushes the softmmu TLB, which is untagged, but inside
+ * hspt_context_flush_begin/end the shadow keeps its spaces; then
+ * hspt_context_switch() makes the space of KEY current.
  */
-void hspt_map_page_locked(CPUState *cpu, int mmu_idx, uint64_t page,
-                          void *host, bool writable);
+bool hspt_context_flush_begin(CPUState *cpu);
+void hspt_context_flush_end(CPUState *cpu);
+void hspt_context_switch(CPUState *cpu, const HsptContextKey *key);
+
+/*
+ * Guest TLBIASID(IS) of ASID: QEMU's flush of its untagged TLB that follows
+ * drops only the shadow spaces of that ASID (and of unknown contexts).
+ */
+void hspt_flush_asid_prepare(CPUState *cpu, uint8_t asid);
+
+/*
+ * Shadow maintenance, called with the vCPU's tlb_c.lock held (HSPT's own
+ * lock nests inside it). Invalidations act on every space of the vCPU.
+ */
+bool hspt_map_locked(CPUState *cpu, int mmu_idx, uint64_t va, void *host,
+                     size_t npages, bool writable, int lg_page_size);
 void hspt_unmap_page_locked(CPUState *cpu, int mmu_idx, uint64_t page);
-void hspt_flush_idx_locked(CPUState *cpu, int mmu_idx);
-void hspt_write_protect_locked(CPUState *cpu, int mmu_idx, uint64_t page);
+void hspt_flush_idx_locked(CPUState *cpu, uint16_t idxmap, bool full);
+void hspt_write_protect_host_locked(CPUState *cpu, uintptr_t host,
+                                    size_t length);
 
 /* Code generation side (tcg/tcg-hspt.c.inc). */
-uintptr_t hspt_tcg_find_stub(uintptr_t host_pc);
+typedef struct TranslationBlock TranslationBlock;
+uintptr_t hspt_tcg_find_stub(uintptr_t host_pc, const TranslationBlock **tb);
+
+/* Sites that keep faulting (hspt-sites.c). */
+void hspt_sites_init(void);
+void hspt_note_redirect(const TranslationBlock *tb);
+const TranslationBlock *hspt_take_redirect(void);
+void hspt_site_miss(const TranslationBlock *tb);
+/* TB (being translated) must use the softmmu path for every access. */
+bool hspt_tb_softmmu_only(const TranslationBlock *tb);
 
 #endif

@@ -1,0 +1,41 @@
+/*
+ * qemu-hspt: hooks of the Arm target into HSPT
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+
+#ifndef TARGET_ARM_HSPT_ARM_H
+#define TARGET_ARM_HSPT_ARM_H
+
+#ifndef CONFIG_USER_ONLY
+#include "system/tcg.h"
+#include "accel/tcg/hspt/hspt.h"
+
+/*
+ * Guest contexts are tracked only in the non-secure PL1&0 regime without
+ * EL2/EL3: there the registers HSPT keys on are the ones the page-table
+ * walk uses.
+ */
+static inline bool arm_hspt_context_tracked(CPUARMState *env)
+{
+    return tcg_enabled() && hspt_enabled &&
+           !arm_feature(env, ARM_FEATURE_EL3) &&
+           !arm_feature(env, ARM_FEATURE_EL2) &&
+           !arm_feature(env, ARM_FEATURE_PMSA) &&
+           !arm_feature(env, ARM_FEATURE_AARCH64);
+}
+
+/* Before the TLB flush of an AArch32 TLBIASID(IS) with register VALUE. */
+static inline void arm_hspt_flush_asid(CPUARMState *env, uint64_t value)
+{
+    if (arm_hspt_context_tracked(env)) {
+        hspt_flush_asid_prepare(env_cpu(env), value & 0xff);
+    }
+}
+#else
+static inline void arm_hspt_flush_asid(CPUARMState *env, uint64_t value)
+{
+}
+#endif
+
+#endif
