@@ -98,6 +98,15 @@ def stage_cli(t):
            "cannot be combined with -icount", "cli: hspt=on with icount is refused")
     refuse(["-M", "virt", "-accel", "tcg,hspt=maybe"],
            "'hspt'", "cli: hspt=<bad value> is a clean error")
+    t.add(re.search(r"^\s*hspt-spt=<string>\s+- \S", out.stdout, re.M)
+          and re.search(r"^\s*hspt-groups=<uint32>\s+- \S", out.stdout, re.M),
+          "cli: -accel tcg,help lists hspt-spt and hspt-groups", out.stdout.strip())
+    refuse(["-M", "virt", "-accel", "tcg,x-hspt-preview=on,hspt-spt=lru"],
+           "Invalid parameter value for 'hspt-spt': 'lru'",
+           "cli: hspt-spt=<bad value> is a clean error")
+    refuse(["-M", "virt", "-accel", "tcg,x-hspt-preview=on,hspt-groups=0"],
+           "'hspt-groups' expects a value between 1 and 256",
+           "cli: hspt-groups=0 is a clean error")
 
     # A SIGSEGV that is not a shadow miss must keep its default action.
     p = subprocess.Popen([qemu, "-M", "virt", "-display", "none", "-nic", "none",
@@ -156,7 +165,8 @@ def qtest_targets():
 
 
 def stage_unit(t):
-    meson_suite(t, "hspt", "unit", ["tests/hspt/test-hspt-config"], 900)
+    meson_suite(t, "hspt", "unit", ["tests/hspt/test-hspt-config",
+                                    "tests/hspt/test-hspt-bits"], 900)
 
 
 def stage_qtest(t):
@@ -226,6 +236,17 @@ def guest_configs():
         configs.append(("%s smp1" % k, k, 1, hsptguest.WORKLOADS, []))
     for k in hsptguest.kernels():
         configs.append(("%s smp4" % k, k, 4, SMP_WORKLOADS, []))
+    # The HSPT preview core: every kernel with the default organisation
+    # (group), private on the LPAE (ASID) and the DACR-switching kernel, and
+    # shared on LPAE. (Shared on the DACR kernel flushes twice per user
+    # copy: minutes per boot, too slow for a test.)
+    for k in hsptguest.kernels():
+        configs.append(("%s preview" % k, k, 1, hsptguest.WORKLOADS,
+                        ["-accel", "tcg,x-hspt-preview=on"]))
+    for k, org in [("lpae-6.1", "private"), ("armmp-6.1", "private"),
+                   ("lpae-6.1", "shared")]:
+        configs.append(("%s preview %s" % (k, org), k, 1, hsptguest.WORKLOADS,
+                        ["-accel", "tcg,x-hspt-preview=on,hspt-spt=" + org]))
     return configs
 
 

@@ -9,6 +9,7 @@
 
 #include "qemu/bitmap.h"
 #include "hspt.h"
+#include "hspt-bits.h"
 
 /* One shadow region: the view of one mmu_idx in one space. */
 typedef struct HsptSlot {
@@ -17,13 +18,7 @@ typedef struct HsptSlot {
     uint32_t *ram_pfn;          /* RAM page behind each mapped guest page */
     uint32_t n_mapped;
     uint32_t vmas;              /* see hspt_account_vmas() */
-    /*
-     * Union of the large guest pages (sections, 64 KiB pages) filled since
-     * the last flush, as the softmmu TLB tracks them: invalidating one page
-     * of a large page must drop all of it. lp_mask == 0: none.
-     */
-    uint32_t lp_addr;
-    uint32_t lp_mask;
+    HsptLargePages lp;          /* large guest pages since the last flush */
 } HsptSlot;
 
 /*

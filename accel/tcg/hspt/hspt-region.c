@@ -65,19 +65,6 @@ typedef struct HsptRmap {
 static HsptRmap *hspt_rmap;
 static size_t hspt_rmap_len;
 
-#define RMAP_VA_BITS    20
-#define RMAP_SLOT_SHIFT 20
-#define RMAP_SPACE_SHIFT 24
-#define RMAP_CPU_SHIFT  40
-
-static uint64_t rmap_entry(unsigned cpu, unsigned space, unsigned slot,
-                           uint32_t va_pfn)
-{
-    return (uint64_t)cpu << RMAP_CPU_SHIFT |
-           (uint64_t)space << RMAP_SPACE_SHIFT |
-           (uint64_t)slot << RMAP_SLOT_SHIFT | va_pfn;
-}
-
 /* Guest pages per shadow region (one bit each in the slot bitmaps). */
 static size_t hspt_slot_pages(void)
 {
@@ -259,7 +246,7 @@ static void hspt_slot_flush(HsptSpace *sp, unsigned s)
     uint8_t *base = sp->base + (uint64_t)s * HSPT_SLOT_SIZE;
     size_t npages = hspt_slot_pages();
 
-    slot->lp_mask = 0;
+    hspt_lp_reset(&slot->lp);
     if (slot->n_mapped == 0) {
         return;
     }
@@ -305,7 +292,7 @@ void hspt_unmap_page_locked(CPUState *cpu, int mmu_idx, uint64_t page)
         if (slot->n_mapped == 0) {
             continue;
         }
-        if (slot->lp_mask && ((page ^ slot->lp_addr) & slot->lp_mask) == 0) {
+        if (hspt_lp_covers(&slot->lp, page)) {
             /* Part of a large guest page: the whole entry goes. */
             hspt_slot_flush(sp, s);
         } else if (test_bit(va_pfn, slot->mapped)) {
@@ -382,28 +369,26 @@ void hspt_flush_idx_locked(CPUState *cpu, uint16_t idxmap, bool full)
     qemu_mutex_unlock(&hspt_lock);
 }
 
-/* Entry E is a live writable mapping of RAM page RP: return its slot. */
-static HsptSlot *hspt_rmap_lookup(uint64_t e, uint32_t rp, uint8_t **addr)
+/*
+ * The space of reverse-map entry R if R still is a live writable mapping
+ * of RAM page RP (entries are not removed on unmap or flush), else NULL.
+ */
+static HsptSpace *hspt_rmap_live(HsptRmapRef r, uint32_t rp)
 {
-    unsigned cpu = e >> RMAP_CPU_SHIFT;
-    unsigned space = (e >> RMAP_SPACE_SHIFT) & 0xffff;
-    unsigned s = (e >> RMAP_SLOT_SHIFT) & 0xf;
-    uint32_t va_pfn = e & ((1u << RMAP_VA_BITS) - 1);
     HsptSpace *sp;
     HsptSlot *slot;
 
-    if (cpu >= hspt_max_cpus || !hspt_cpus[cpu].spaces) {
+    if (r.cpu >= hspt_max_cpus || !hspt_cpus[r.cpu].spaces ||
+        r.space >= hspt_nspaces || r.slot >= hspt_nslots) {
         return NULL;
     }
-    sp = &hspt_cpus[cpu].spaces[space];
-    slot = &sp->slot[s];
-    if (!slot->mapped || !test_bit(va_pfn, slot->writable) ||
-        slot->ram_pfn[va_pfn] != rp) {
+    sp = &hspt_cpus[r.cpu].spaces[r.space];
+    slot = &sp->slot[r.slot];
+    if (!slot->mapped || !test_bit(r.va_pfn, slot->writable) ||
+        slot->ram_pfn[r.va_pfn] != rp) {
         return NULL;
     }
-    *addr = sp->base + (uint64_t)s * HSPT_SLOT_SIZE +
-            ((uint64_t)va_pfn << qemu_target_page_bits());
-    return slot;
+    return sp;
 }
 
 static void hspt_rmap_add(uint32_t rp, uint64_t e)
@@ -422,12 +407,7 @@ static void hspt_rmap_add(uint32_t rp, uint64_t e)
     r = &hspt_rmap[rp];
     /* Drop stale entries, and do not add E twice. */
     for (uint32_t i = 0; i < r->n; i++) {
-        uint8_t *addr;
-
-        if (r->e[i] == e) {
-            continue;
-        }
-        if (hspt_rmap_lookup(r->e[i], rp, &addr)) {
+        if (r->e[i] != e && hspt_rmap_live(hspt_rmap_unpack(r->e[i]), rp)) {
             r->e[j++] = r->e[i];
         }
     }
@@ -462,29 +442,25 @@ void hspt_write_protect_host_locked(CPUState *cpu, uintptr_t host,
         uint32_t j = 0;
 
         for (uint32_t i = 0; i < r->n; i++) {
-            uint64_t e = r->e[i];
-            HsptSlot *slot;
-            uint8_t *addr;
+            HsptRmapRef ref = hspt_rmap_unpack(r->e[i]);
+            HsptSpace *sp = hspt_rmap_live(ref, rp);
+            uint8_t *base;
 
-            slot = hspt_rmap_lookup(e, rp, &addr);
-            if (!slot) {
+            if (!sp) {
                 continue;       /* stale: drop */
             }
-            if ((e >> RMAP_CPU_SHIFT) != cpu->cpu_index) {
-                r->e[j++] = e;  /* another vCPU's: its own call comes */
+            if (ref.cpu != cpu->cpu_index) {
+                r->e[j++] = r->e[i];    /* another vCPU's: its call comes */
                 continue;
             }
-            if (mprotect(addr, psize, PROT_READ) == 0) {
-                clear_bit(e & ((1u << RMAP_VA_BITS) - 1), slot->writable);
+            base = sp->base + (uint64_t)ref.slot * HSPT_SLOT_SIZE;
+            if (mprotect(base + ((uint64_t)ref.va_pfn << bits), psize,
+                         PROT_READ) == 0) {
+                clear_bit(ref.va_pfn, sp->slot[ref.slot].writable);
                 qatomic_inc(&hspt_stats.write_protects);
             } else {
-                unsigned space = (e >> RMAP_SPACE_SHIFT) & 0xffff;
-                HsptSpace *sp = &hspt_cpus[cpu->cpu_index].spaces[space];
-                unsigned s = (e >> RMAP_SLOT_SHIFT) & 0xf;
-
-                hspt_slot_unmap_page(sp, slot,
-                                     sp->base + (uint64_t)s * HSPT_SLOT_SIZE,
-                                     e & ((1u << RMAP_VA_BITS) - 1));
+                hspt_slot_unmap_page(sp, &sp->slot[ref.slot], base,
+                                     ref.va_pfn);
             }
         }
         r->n = j;
@@ -507,25 +483,6 @@ static void hspt_evict(HsptCPU *hc)
     }
     hspt_space_flush(victim ? victim : hc->cur);
     qatomic_inc(&hspt_stats.evictions);
-}
-
-static void hspt_slot_add_large_page(HsptSlot *slot, uint32_t page,
-                                     int lg_page_size)
-{
-    uint32_t mask = ~(uint32_t)0 << lg_page_size;
-
-    if (slot->lp_mask == 0) {
-        slot->lp_addr = page & mask;
-        slot->lp_mask = mask;
-        return;
-    }
-    /* Widen to cover both, as tlb_add_large_page() does. */
-    mask &= slot->lp_mask;
-    while (((slot->lp_addr ^ page) & mask) != 0) {
-        mask <<= 1;
-    }
-    slot->lp_addr &= mask;
-    slot->lp_mask = mask;
 }
 
 bool hspt_map_locked(CPUState *cpu, int mmu_idx, uint64_t va, void *host,
@@ -602,14 +559,15 @@ bool hspt_map_locked(CPUState *cpu, int mmu_idx, uint64_t va, void *host,
         slot->ram_pfn[va_pfn + i] = rp + i;
         if (writable) {
             set_bit(va_pfn + i, slot->writable);
-            hspt_rmap_add(rp + i, rmap_entry(cpu->cpu_index, sp - hc->spaces,
-                                             s, va_pfn + i));
+            hspt_rmap_add(rp + i, hspt_rmap_pack((HsptRmapRef) {
+                .cpu = cpu->cpu_index, .space = sp - hc->spaces,
+                .slot = s, .va_pfn = va_pfn + i }));
         } else {
             clear_bit(va_pfn + i, slot->writable);
         }
     }
     if (lg_page_size > bits) {
-        hspt_slot_add_large_page(slot, va, lg_page_size);
+        hspt_lp_add(&slot->lp, va, lg_page_size);
     }
     qatomic_inc(npages > 1 ? &hspt_stats.large_fills : &hspt_stats.fills);
     ok = true;

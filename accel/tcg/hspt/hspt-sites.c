@@ -74,11 +74,18 @@ void hspt_site_miss(const TranslationBlock *tb)
         *k = key;
         g_hash_table_insert(hspt_site_misses, k, GUINT_TO_POINTER(1));
     } else if (GPOINTER_TO_UINT(n) + 1 < HSPT_SITE_MISS_LIMIT) {
-        g_hash_table_replace(hspt_site_misses, &key,
-                             GUINT_TO_POINTER(GPOINTER_TO_UINT(n) + 1));
-    } else if (!g_hash_table_contains(hspt_softmmu_tbs, &key)) {
-        g_hash_table_add(hspt_softmmu_tbs, g_memdup2(&key, sizeof(key)));
-        qatomic_inc(&hspt_sites_gen);
+        /* insert, not replace: keeps the stored key, not &key */
+        g_hash_table_insert(hspt_site_misses, &key,
+                            GUINT_TO_POINTER(GPOINTER_TO_UINT(n) + 1));
+    } else {
+        /*
+         * Also when the key is already in the set: TBs for the same code
+         * with other CPU flags were translated before and fault alike.
+         */
+        if (!g_hash_table_contains(hspt_softmmu_tbs, &key)) {
+            g_hash_table_add(hspt_softmmu_tbs, g_memdup2(&key, sizeof(key)));
+            qatomic_inc(&hspt_sites_gen);
+        }
         qatomic_inc(&hspt_stats.softmmu_tbs);
         qemu_mutex_unlock(&hspt_sites_lock);
         tb_phys_invalidate((TranslationBlock *)tb, -1);

@@ -1,0 +1,85 @@
+/*
+ * Unit tests for the pure shadow bookkeeping pieces: the large-page range
+ * of a region and the reverse-map entry encoding.
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+
+#include "qemu/osdep.h"
+#include "hspt-bits.h"
+
+static void test_lp_empty(void)
+{
+    HsptLargePages lp = { false };
+
+    g_assert_false(hspt_lp_covers(&lp, 0));
+    g_assert_false(hspt_lp_covers(&lp, 0xc0000000));
+}
+
+static void test_lp_one_section(void)
+{
+    HsptLargePages lp = { false };
+
+    hspt_lp_add(&lp, 0xc0123000, 20);          /* 1 MiB section */
+    g_assert_cmphex(lp.addr, ==, 0xc0100000);
+    g_assert_true(hspt_lp_covers(&lp, 0xc0100000));
+    g_assert_true(hspt_lp_covers(&lp, 0xc01ff000));
+    g_assert_false(hspt_lp_covers(&lp, 0xc0200000));
+    g_assert_false(hspt_lp_covers(&lp, 0xc00ff000));
+}
+
+static void test_lp_widens_to_cover_both(void)
+{
+    HsptLargePages lp = { false };
+
+    hspt_lp_add(&lp, 0xc0000000, 21);          /* 2 MiB LPAE block */
+    hspt_lp_add(&lp, 0xc0600000, 16);          /* 64 KiB page */
+    /* Smallest aligned range holding both: 0xc0000000-0xc07fffff. */
+    g_assert_cmphex(lp.addr, ==, 0xc0000000);
+    g_assert_cmphex(lp.mask, ==, 0xff800000);
+    g_assert_true(hspt_lp_covers(&lp, 0xc0400000));
+    g_assert_false(hspt_lp_covers(&lp, 0xc0800000));
+    hspt_lp_reset(&lp);
+    g_assert_false(hspt_lp_covers(&lp, 0xc0000000));
+}
+
+static void test_lp_opposite_halves(void)
+{
+    HsptLargePages lp = { false };
+
+    hspt_lp_add(&lp, 0x00100000, 20);
+    hspt_lp_add(&lp, 0xfff00000, 20);
+    g_assert_cmphex(lp.mask, ==, 0);           /* the whole 4 GiB */
+    g_assert_true(hspt_lp_covers(&lp, 0x1000));
+    g_assert_true(hspt_lp_covers(&lp, 0x80000000));
+}
+
+static void test_rmap_roundtrip(void)
+{
+    HsptRmapRef in[] = {
+        { 0, 0, 0, 0 },
+        { 3, 255, 2, 0xfffff },
+        { 0xffffff, 0xffff, 15, 0x12345 },
+    };
+
+    for (int i = 0; i < ARRAY_SIZE(in); i++) {
+        HsptRmapRef out = hspt_rmap_unpack(hspt_rmap_pack(in[i]));
+
+        g_assert_cmpuint(out.cpu, ==, in[i].cpu);
+        g_assert_cmpuint(out.space, ==, in[i].space);
+        g_assert_cmpuint(out.slot, ==, in[i].slot);
+        g_assert_cmpuint(out.va_pfn, ==, in[i].va_pfn);
+    }
+    g_assert_cmphex(hspt_rmap_pack(in[0]), !=, hspt_rmap_pack(in[1]));
+}
+
+int main(int argc, char **argv)
+{
+    g_test_init(&argc, &argv, NULL);
+    g_test_add_func("/hspt/lp/empty", test_lp_empty);
+    g_test_add_func("/hspt/lp/one-section", test_lp_one_section);
+    g_test_add_func("/hspt/lp/widens", test_lp_widens_to_cover_both);
+    g_test_add_func("/hspt/lp/opposite-halves", test_lp_opposite_halves);
+    g_test_add_func("/hspt/rmap/roundtrip", test_rmap_roundtrip);
+    return g_test_run();
+}
