@@ -220,6 +220,19 @@ static void hspt_account_vmas(HsptSlot *slot, unsigned n)
     qatomic_add(&hspt_stats.vmas, n);
 }
 
+/* Host address of guest VA 0 in slot S of space SP. */
+static uint8_t *hspt_slot_base(HsptSpace *sp, unsigned s)
+{
+    return sp->base + (uint64_t)s * HSPT_SLOT_SIZE;
+}
+
+/* The slot holds no mapping: its reservation is one VMA again. */
+static void hspt_slot_vmas_reset(HsptSlot *slot)
+{
+    qatomic_sub(&hspt_stats.vmas, slot->vmas);
+    slot->vmas = 0;
+}
+
 static void hspt_slot_unmap_page(HsptSpace *sp, HsptSlot *slot,
                                  uint8_t *base, uint32_t va_pfn)
 {
@@ -232,9 +245,7 @@ static void hspt_slot_unmap_page(HsptSpace *sp, HsptSlot *slot,
     if (slot->n_mapped) {
         hspt_account_vmas(slot, 2);
     } else {
-        /* Adjacent reservations merge: the region is one VMA again. */
-        qatomic_sub(&hspt_stats.vmas, slot->vmas);
-        slot->vmas = 0;
+        hspt_slot_vmas_reset(slot);     /* adjacent reservations merge */
     }
     qatomic_dec(&hspt_stats.mapped_pages);
     qatomic_inc(&hspt_stats.page_flushes);
@@ -243,7 +254,7 @@ static void hspt_slot_unmap_page(HsptSpace *sp, HsptSlot *slot,
 static void hspt_slot_flush(HsptSpace *sp, unsigned s)
 {
     HsptSlot *slot = &sp->slot[s];
-    uint8_t *base = sp->base + (uint64_t)s * HSPT_SLOT_SIZE;
+    uint8_t *base = hspt_slot_base(sp, s);
     size_t npages = hspt_slot_pages();
 
     hspt_lp_reset(&slot->lp);
@@ -257,8 +268,7 @@ static void hspt_slot_flush(HsptSpace *sp, unsigned s)
         }
     } else {
         hspt_reserve_or_die(base, HSPT_GUEST_VA_SIZE);
-        qatomic_sub(&hspt_stats.vmas, slot->vmas);
-        slot->vmas = 0;
+        hspt_slot_vmas_reset(slot);
         qatomic_sub(&hspt_stats.mapped_pages, slot->n_mapped);
         sp->n_mapped -= slot->n_mapped;
         bitmap_zero(slot->mapped, npages);
@@ -296,8 +306,7 @@ void hspt_unmap_page_locked(CPUState *cpu, int mmu_idx, uint64_t page)
             /* Part of a large guest page: the whole entry goes. */
             hspt_slot_flush(sp, s);
         } else if (test_bit(va_pfn, slot->mapped)) {
-            hspt_slot_unmap_page(sp, slot, sp->base +
-                                 (uint64_t)s * HSPT_SLOT_SIZE, va_pfn);
+            hspt_slot_unmap_page(sp, slot, hspt_slot_base(sp, s), va_pfn);
         }
     }
     qemu_mutex_unlock(&hspt_lock);
@@ -453,7 +462,7 @@ void hspt_write_protect_host_locked(CPUState *cpu, uintptr_t host,
                 r->e[j++] = r->e[i];    /* another vCPU's: its call comes */
                 continue;
             }
-            base = sp->base + (uint64_t)ref.slot * HSPT_SLOT_SIZE;
+            base = hspt_slot_base(sp, ref.slot);
             if (mprotect(base + ((uint64_t)ref.va_pfn << bits), psize,
                          PROT_READ) == 0) {
                 clear_bit(ref.va_pfn, sp->slot[ref.slot].writable);
@@ -518,7 +527,7 @@ bool hspt_map_locked(CPUState *cpu, int mmu_idx, uint64_t va, void *host,
     qemu_mutex_lock(&hspt_lock);
     sp = hc->cur;
     slot = &sp->slot[s];
-    addr = sp->base + (uint64_t)s * HSPT_SLOT_SIZE + va;
+    addr = hspt_slot_base(sp, s) + va;
 
     /*
      * Stay well below vm.max_map_count: a mapping may split a reservation
