@@ -90,8 +90,6 @@ def stage_cli(t):
 
     refuse(["-M", "virt", "-accel", "tcg,hspt=on"],
            "hspt=on is not implemented yet", "cli: hspt=on on virt is refused (not implemented yet)")
-    refuse(["-M", "virt", "-smp", "2", "-accel", "tcg,x-hspt-preview=on"],
-           "supports only one vCPU", "cli: the HSPT preview with -smp 2 is refused")
     refuse(["-M", "raspi2b", "-accel", "tcg,hspt=on"],
            "machine 'raspi2b' uses 1 KiB pages", "cli: hspt=on on raspi2b names the page size")
     refuse(["-M", "virt", "-icount", "shift=1", "-accel", "tcg,hspt=on"],
@@ -247,6 +245,11 @@ def guest_configs():
                    ("lpae-6.1", "shared")]:
         configs.append(("%s preview %s" % (k, org), k, 1, hsptguest.WORKLOADS,
                         ["-accel", "tcg,x-hspt-preview=on,hspt-spt=" + org]))
+    # MTTCG: four vCPUs sharing memory and processes, on the ASID (LPAE)
+    # and the DACR-switching kernel.
+    for k in ["lpae-6.1", "armmp-6.1"]:
+        configs.append(("%s preview smp4" % k, k, 4, SMP_WORKLOADS,
+                        ["-accel", "tcg,x-hspt-preview=on"]))
     return configs
 
 

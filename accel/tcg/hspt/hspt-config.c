@@ -26,15 +26,6 @@ bool hspt_check_environment(const HsptEnvironment *env, Error **errp)
         error_append_hint(errp, "Use -M virt, or leave hspt off.\n");
         return false;
     }
-    /*
-     * Not validated with MTTCG: with -smp 4 the preview made no progress
-     * in testing, and that is not diagnosed yet.
-     */
-    if (env->max_cpus > 1) {
-        error_setg(errp, "hspt=on supports only one vCPU so far "
-                   "(-smp maxcpus=%u)", env->max_cpus);
-        return false;
-    }
     /* icount must count every access in the slow path. */
     if (env->icount) {
         error_setg(errp, "hspt=on cannot be combined with -icount");
