@@ -33,10 +33,10 @@ DEBIAN_QEMU = "/usr/bin/qemu-system-arm"
 
 
 def default_configs():
-    # The same binary with HSPT off (the baseline) and on (the preview core).
+    # The same binary with HSPT off (the baseline) and on.
     configs = [("off", [hsptguest.QEMU_SYSTEM]),
                ("hspt", [hsptguest.QEMU_SYSTEM, "-accel",
-                         "tcg,x-hspt-preview=on"])]
+                         "tcg,hspt=on"])]
     if os.path.exists(DEBIAN_QEMU):
         ver = subprocess.run([DEBIAN_QEMU, "--version"], capture_output=True,
                              text=True).stdout.split()

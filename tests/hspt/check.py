@@ -3,7 +3,7 @@
 
 Stages (all by default; pick with --only STAGE[,STAGE]):
   cli      command-line behaviour of build/qemu-system-arm (version, options)
-  unit     our unit tests (meson suite "hspt")
+  unit     our unit tests and hspt-boot-test, a qtest (meson suite "hspt")
   qtest    QEMU's arm qtests (meson suite "qtest-arm")
   tcg      QEMU's check-tcg arm-softmmu system tests
   user     static workloads under build/qemu-arm against the expected checksums
@@ -88,8 +88,6 @@ def stage_cli(t):
         t.add(p.returncode == 1 and want in p.stderr and "core dumped" not in p.stderr,
               name, "rc=%d stderr=%r" % (p.returncode, p.stderr))
 
-    refuse(["-M", "virt", "-accel", "tcg,hspt=on"],
-           "hspt=on is not implemented yet", "cli: hspt=on on virt is refused (not implemented yet)")
     refuse(["-M", "raspi2b", "-accel", "tcg,hspt=on"],
            "machine 'raspi2b' uses 1 KiB pages", "cli: hspt=on on raspi2b names the page size")
     refuse(["-M", "virt", "-icount", "shift=1", "-accel", "tcg,hspt=on"],
@@ -99,16 +97,16 @@ def stage_cli(t):
     t.add(re.search(r"^\s*hspt-spt=<string>\s+- \S", out.stdout, re.M)
           and re.search(r"^\s*hspt-groups=<uint32>\s+- \S", out.stdout, re.M),
           "cli: -accel tcg,help lists hspt-spt and hspt-groups", out.stdout.strip())
-    refuse(["-M", "virt", "-accel", "tcg,x-hspt-preview=on,hspt-spt=lru"],
+    refuse(["-M", "virt", "-accel", "tcg,hspt=on,hspt-spt=lru"],
            "Invalid parameter value for 'hspt-spt': 'lru'",
            "cli: hspt-spt=<bad value> is a clean error")
-    refuse(["-M", "virt", "-accel", "tcg,x-hspt-preview=on,hspt-groups=0"],
+    refuse(["-M", "virt", "-accel", "tcg,hspt=on,hspt-groups=0"],
            "'hspt-groups' expects a value between 1 and 256",
            "cli: hspt-groups=0 is a clean error")
 
     # A SIGSEGV that is not a shadow miss must keep its default action.
     p = subprocess.Popen([qemu, "-M", "virt", "-display", "none", "-nic", "none",
-                          "-S", "-accel", "tcg,x-hspt-preview=on"],
+                          "-S", "-accel", "tcg,hspt=on"],
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(2)
     p.send_signal(signal.SIGSEGV)
@@ -117,8 +115,23 @@ def stage_cli(t):
     except subprocess.TimeoutExpired:
         p.kill()
         rc = p.wait()
-    t.add(rc == -signal.SIGSEGV, "cli: HSPT preview: a foreign SIGSEGV still kills QEMU",
+    t.add(rc == -signal.SIGSEGV, "cli: hspt=on: a foreign SIGSEGV still kills QEMU",
           "exit status %d" % rc)
+
+    def info_hspt(accel):
+        p = subprocess.run([qemu, "-M", "virt", "-display", "none", "-nic", "none",
+                            "-S", "-monitor", "stdio", "-accel", accel],
+                           input="info hspt\nquit\n", capture_output=True,
+                           text=True, timeout=60)
+        return p.returncode, p.stdout
+
+    rc, out = info_hspt("tcg,hspt=on,hspt-spt=private")
+    t.add(rc == 0 and "HSPT on: organisation private, 256 space(s) per vCPU" in out
+          and re.search(r"^fills: 0 pages", out, re.M)
+          and re.search(r"^vCPU 0: space 0 current", out, re.M),
+          "cli: info hspt shows the configuration and counters", out)
+    rc, out = info_hspt("tcg")
+    t.add(rc == 0 and "HSPT off" in out, "cli: info hspt with hspt off says so", out)
 
 
 def meson_suite(t, suite, label, targets, timeout):
@@ -164,7 +177,9 @@ def qtest_targets():
 
 def stage_unit(t):
     meson_suite(t, "hspt", "unit", ["tests/hspt/test-hspt-config",
-                                    "tests/hspt/test-hspt-bits"], 900)
+                                    "tests/hspt/test-hspt-bits",
+                                    "tests/hspt/hspt-boot-test",
+                                    "qemu-system-arm"], 900)
 
 
 def stage_qtest(t):
@@ -187,12 +202,12 @@ def stage_tcg(t):
         t.add(False, "tcg: make run-tcg-tests-arm-softmmu",
               "rc=%d, see build/check/tcg.log" % rc)
 
-    # The same system tests on the HSPT preview core, through a wrapper
+    # The same system tests with hspt=on, through a wrapper
     # binary (the tests' Makefiles stay untouched). icount and plugin
     # variants are left out: HSPT refuses icount, plugins are untested.
     wrapper = os.path.join(LOGDIR, "qemu-system-arm-hspt")
     with open(wrapper, "w") as f:
-        f.write('#!/bin/sh\nexec %s -accel tcg,x-hspt-preview=on "$@"\n'
+        f.write('#!/bin/sh\nexec %s -accel tcg,hspt=on "$@"\n'
                 % hsptguest.QEMU_SYSTEM)
     os.chmod(wrapper, 0o755)
     tdir = os.path.join(QEMU_BUILD, "tests", "tcg", "arm-softmmu")
@@ -201,9 +216,9 @@ def stage_tcg(t):
                        "QEMU=" + wrapper, "run-" + name],
                       "tcg-hspt-%s.log" % name, timeout=600,
                       env={"QEMU_HSPT_STATS": "1"})
-        fills = [int(x) for x in re.findall(r"^hspt: fills (\d+)", out, re.M)]
+        fills = [int(x) for x in re.findall(r"^fills: (\d+) pages", out, re.M)]
         t.add(rc == 0 and fills and fills[0] > 0,
-              "tcg: %s on the HSPT preview (direct path used)" % name,
+              "tcg: %s with hspt=on (direct path used)" % name,
               "rc=%d fills=%s, see build/check/tcg-hspt-%s.log" % (rc, fills, name))
 
 
@@ -234,22 +249,22 @@ def guest_configs():
         configs.append(("%s smp1" % k, k, 1, hsptguest.WORKLOADS, []))
     for k in hsptguest.kernels():
         configs.append(("%s smp4" % k, k, 4, SMP_WORKLOADS, []))
-    # The HSPT preview core: every kernel with the default organisation
+    # hspt=on: every kernel with the default organisation
     # (group), private on the LPAE (ASID) and the DACR-switching kernel, and
     # shared on LPAE. (Shared on the DACR kernel flushes twice per user
     # copy: minutes per boot, too slow for a test.)
     for k in hsptguest.kernels():
-        configs.append(("%s preview" % k, k, 1, hsptguest.WORKLOADS,
-                        ["-accel", "tcg,x-hspt-preview=on"]))
+        configs.append(("%s hspt" % k, k, 1, hsptguest.WORKLOADS,
+                        ["-accel", "tcg,hspt=on"]))
     for k, org in [("lpae-6.1", "private"), ("armmp-6.1", "private"),
                    ("lpae-6.1", "shared")]:
-        configs.append(("%s preview %s" % (k, org), k, 1, hsptguest.WORKLOADS,
-                        ["-accel", "tcg,x-hspt-preview=on,hspt-spt=" + org]))
+        configs.append(("%s hspt %s" % (k, org), k, 1, hsptguest.WORKLOADS,
+                        ["-accel", "tcg,hspt=on,hspt-spt=" + org]))
     # MTTCG: four vCPUs sharing memory and processes, on the ASID (LPAE)
     # and the DACR-switching kernel.
     for k in ["lpae-6.1", "armmp-6.1"]:
-        configs.append(("%s preview smp4" % k, k, 4, SMP_WORKLOADS,
-                        ["-accel", "tcg,x-hspt-preview=on"]))
+        configs.append(("%s hspt smp4" % k, k, 4, SMP_WORKLOADS,
+                        ["-accel", "tcg,hspt=on"]))
     return configs
 
 

@@ -43,19 +43,14 @@ static void hspt_set_enabled(Object *obj, bool value, Error **errp)
     hspt_config.enabled = value;
 }
 
-static bool hspt_get_preview(Object *obj, Error **errp)
+const char *hspt_organisation_name(void)
 {
-    return hspt_config.preview;
-}
-
-static void hspt_set_preview(Object *obj, bool value, Error **errp)
-{
-    hspt_config.preview = value;
+    return hspt_organisation_names[hspt_config.organisation];
 }
 
 static char *hspt_get_organisation(Object *obj, Error **errp)
 {
-    return g_strdup(hspt_organisation_names[hspt_config.organisation]);
+    return g_strdup(hspt_organisation_name());
 }
 
 static void hspt_set_organisation(Object *obj, const char *value,
@@ -114,13 +109,7 @@ void hspt_accel_class_init(ObjectClass *oc)
                                    hspt_set_enabled);
     object_class_property_set_description(oc, "hspt",
         "Translate guest virtual addresses with host shadow page tables "
-        "(HSPT) instead of the softmmu TLB");
-    /* QEMU's x- prefix: unstable, may change or go away. */
-    object_class_property_add_bool(oc, "x-hspt-preview", hspt_get_preview,
-                                   hspt_set_preview);
-    object_class_property_set_description(oc, "x-hspt-preview",
-        "Experimental: run the incomplete HSPT core (one vCPU only; much "
-        "slower than softmmu when the guest flushes its TLB often)");
+        "(HSPT) instead of the softmmu TLB (x86-64 hosts, -M virt)");
     object_class_property_add_str(oc, "hspt-spt", hspt_get_organisation,
                                   hspt_set_organisation);
     object_class_property_set_description(oc, "hspt-spt",
@@ -147,17 +136,11 @@ int hspt_init_machine(MachineState *ms, Error **errp)
         .max_cpus = ms->smp.max_cpus,
     };
 
-    if (!hspt_config.enabled && !hspt_config.preview) {
+    if (!hspt_config.enabled) {
         return 0;
     }
     if (!hspt_check_environment(&env, errp)) {
         return -EINVAL;
-    }
-    if (!hspt_config.preview) {
-        error_setg(errp, "hspt=on is not implemented yet in this build");
-        error_append_hint(errp, "x-hspt-preview=on runs the incomplete "
-                          "core; see docs/hspt.rst.\n");
-        return -ENOSYS;
     }
     /*
      * Shadow pages map the guest-RAM file: make every memory backend

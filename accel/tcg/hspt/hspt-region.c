@@ -702,24 +702,69 @@ static void hspt_sigsegv(int sig, siginfo_t *info, void *puc)
     }
 }
 
+/* Counters are read without stopping the vCPUs: a snapshot, not a sum. */
+void hspt_format_info(GString *buf)
+{
+#define STAT(name) qatomic_read(&hspt_stats.name)
+    g_string_append_printf(buf,
+        "HSPT on: organisation %s, %u space(s) per vCPU, %u shadowed "
+        "view(s) per space\n", hspt_organisation_name(), hspt_nspaces,
+        hspt_nslots);
+    g_string_append_printf(buf,
+        "fills: %" PRIu64 " pages, %" PRIu64 " large pages or sections\n",
+        STAT(fills), STAT(large_fills));
+    g_string_append_printf(buf,
+        "signals: %" PRIu64 " shadow misses redirected to the softmmu "
+        "slow path\n", STAT(signals));
+    g_string_append_printf(buf,
+        "left on softmmu: %" PRIu64 " unmappable accesses (MMIO, "
+        "watchpoints, dirty tracking), %" PRIu64 " translation blocks "
+        "retranslated without the direct path\n",
+        STAT(unmappable), STAT(softmmu_tbs));
+    g_string_append_printf(buf,
+        "flushes: %" PRIu64 " pages, %" PRIu64 " regions, %" PRIu64
+        " by ASID, %" PRIu64 " evictions for the VMA budget\n",
+        STAT(page_flushes), STAT(region_flushes), STAT(asid_flushes),
+        STAT(evictions));
+    g_string_append_printf(buf,
+        "write-protects: %" PRIu64 " shadow pages (code protection, "
+        "dirty logging)\n", STAT(write_protects));
+    g_string_append_printf(buf,
+        "context switches: %" PRIu64 ", %" PRIu64 " to a space holding the "
+        "context, %" PRIu64 " spaces reassigned\n",
+        STAT(switches), STAT(switch_hits), STAT(reassigns));
+    g_string_append_printf(buf,
+        "live: %" PRIu64 " pages mapped, at most %" PRIu64 " VMAs "
+        "(budget %" PRIu64 ")\n",
+        STAT(mapped_pages), STAT(vmas), hspt_vma_budget);
+    g_string_append_printf(buf, "mmap errors: %" PRIu64 "\n",
+                           STAT(mmap_errors));
+#undef STAT
+
+    qemu_mutex_lock(&hspt_lock);
+    for (unsigned c = 0; c < hspt_max_cpus; c++) {
+        HsptCPU *hc = &hspt_cpus[c];
+        unsigned in_use = 0;
+
+        if (!hc->base) {
+            continue;
+        }
+        for (unsigned i = 0; i < hspt_nspaces; i++) {
+            in_use += hc->spaces[i].keyed || hc->spaces[i].n_mapped;
+        }
+        g_string_append_printf(buf,
+            "vCPU %u: space %td current, %u in use, %u pages mapped\n",
+            c, hc->cur - hc->spaces, in_use, hc->cur->n_mapped);
+    }
+    qemu_mutex_unlock(&hspt_lock);
+}
+
 static void hspt_dump_stats(void)
 {
-    fprintf(stderr, "hspt: fills %" PRIu64 " large-fills %" PRIu64
-            " vmas %" PRIu64 " signals %" PRIu64
-            " page-flushes %" PRIu64 " region-flushes %" PRIu64
-            " write-protects %" PRIu64 " evictions %" PRIu64
-            " unmappable %" PRIu64 " mmap-errors %" PRIu64
-            " mapped %" PRIu64 " switches %" PRIu64
-            " switch-hits %" PRIu64 " reassigns %" PRIu64
-            " asid-flushes %" PRIu64 " softmmu-tbs %" PRIu64 "\n",
-            hspt_stats.fills, hspt_stats.large_fills, hspt_stats.vmas,
-            hspt_stats.signals, hspt_stats.page_flushes,
-            hspt_stats.region_flushes, hspt_stats.write_protects,
-            hspt_stats.evictions, hspt_stats.unmappable,
-            hspt_stats.mmap_errors, hspt_stats.mapped_pages,
-            hspt_stats.switches, hspt_stats.switch_hits,
-            hspt_stats.reassigns, hspt_stats.asid_flushes,
-            hspt_stats.softmmu_tbs);
+    g_autoptr(GString) buf = g_string_new("");
+
+    hspt_format_info(buf);
+    fprintf(stderr, "%s", buf->str);
 }
 
 bool hspt_region_init(unsigned max_cpus, uint16_t idx_mask, unsigned nspaces,

@@ -35,13 +35,16 @@ typedef enum HsptOrganisation {
 
 /* User-visible configuration (-accel tcg,hspt=...). */
 typedef struct HsptConfig {
-    bool enabled;       /* hspt=on: the finished feature, not there yet */
-    bool preview;       /* x-hspt-preview=on: the incomplete core */
+    bool enabled;       /* hspt=on */
     HsptOrganisation organisation;
     unsigned groups;
 } HsptConfig;
 
 extern HsptConfig hspt_config;
+
+const char *hspt_organisation_name(void);
+/* The text of "info hspt" and x-query-hspt (hspt-region.c). */
+void hspt_format_info(GString *buf);
 
 bool hspt_check_environment(const HsptEnvironment *env, Error **errp);
 
