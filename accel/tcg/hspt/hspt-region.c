@@ -17,6 +17,7 @@
 #include "exec/target_page.h"
 #include "hspt.h"
 #include "hspt-internal.h"
+#include "trace.h"
 
 #include <sys/auxv.h>
 #include <sys/mman.h>
@@ -261,6 +262,7 @@ static void hspt_slot_flush(HsptSpace *sp, unsigned s)
     if (slot->n_mapped == 0) {
         return;
     }
+    trace_hspt_flush_region(base, slot->n_mapped);
     if (slot->n_mapped <= HSPT_FLUSH_PAGEWISE_MAX) {
         for (unsigned long pfn = find_first_bit(slot->mapped, npages);
              pfn < npages; pfn = find_next_bit(slot->mapped, npages, pfn + 1)) {
@@ -294,6 +296,7 @@ void hspt_unmap_page_locked(CPUState *cpu, int mmu_idx, uint64_t page)
     if (s < 0) {
         return;
     }
+    trace_hspt_flush_page(cpu->cpu_index, mmu_idx, page);
     qemu_mutex_lock(&hspt_lock);
     for (unsigned i = 0; i < hspt_nspaces; i++) {
         HsptSpace *sp = &hc->spaces[i];
@@ -341,6 +344,7 @@ static bool hspt_flush_pending_asids(HsptCPU *hc)
         }
     }
     bitmap_zero(hc->pending_asids, 256);
+    trace_hspt_flush_asids(hc - hspt_cpus);
     qatomic_inc(&hspt_stats.asid_flushes);
     return true;
 }
@@ -434,6 +438,7 @@ void hspt_write_protect_host_locked(CPUState *cpu, uintptr_t host,
     size_t psize = qemu_target_page_size();
     unsigned bits = qemu_target_page_bits();
     ram_addr_t offset, first, last;
+    uint64_t protected;
     RAMBlock *rb;
 
     rb = qemu_ram_block_from_host((void *)host, false, &offset);
@@ -446,6 +451,7 @@ void hspt_write_protect_host_locked(CPUState *cpu, uintptr_t host,
                              rb->used_length)) >> bits;
 
     qemu_mutex_lock(&hspt_lock);
+    protected = qatomic_read(&hspt_stats.write_protects);
     for (ram_addr_t rp = first; rp < last && rp < hspt_rmap_len; rp++) {
         HsptRmap *r = &hspt_rmap[rp];
         uint32_t j = 0;
@@ -474,6 +480,9 @@ void hspt_write_protect_host_locked(CPUState *cpu, uintptr_t host,
         }
         r->n = j;
     }
+    trace_hspt_write_protect(cpu->cpu_index, first, last,
+                             qatomic_read(&hspt_stats.write_protects) -
+                             protected);
     qemu_mutex_unlock(&hspt_lock);
 }
 
@@ -490,7 +499,10 @@ static void hspt_evict(HsptCPU *hc)
             victim = sp;
         }
     }
-    hspt_space_flush(victim ? victim : hc->cur);
+    victim = victim ? victim : hc->cur;
+    trace_hspt_evict(hc - hspt_cpus, victim - hc->spaces,
+                     qatomic_read(&hspt_stats.vmas));
+    hspt_space_flush(victim);
     qatomic_inc(&hspt_stats.evictions);
 }
 
@@ -519,6 +531,7 @@ bool hspt_map_locked(CPUState *cpu, int mmu_idx, uint64_t va, void *host,
         rb->page_size != qemu_real_host_page_size() ||
         offset + npages * psize > rb->used_length ||
         ((rb->offset + offset) >> bits) + npages > UINT32_MAX) {
+        trace_hspt_fill_unmappable(cpu->cpu_index, mmu_idx, va);
         qatomic_inc(&hspt_stats.unmappable);
         return false;
     }
@@ -545,6 +558,7 @@ bool hspt_map_locked(CPUState *cpu, int mmu_idx, uint64_t va, void *host,
              MAP_SHARED | MAP_FIXED, rb->fd, rb->fd_offset + offset);
     if (p == MAP_FAILED) {
         /* A failed MAP_FIXED may have dropped old mappings: re-reserve. */
+        trace_hspt_mmap_error(cpu->cpu_index, va, errno);
         qatomic_inc(&hspt_stats.mmap_errors);
         hspt_reserve_or_die(addr, npages * psize);
         for (size_t i = 0; i < npages; i++) {
@@ -578,6 +592,7 @@ bool hspt_map_locked(CPUState *cpu, int mmu_idx, uint64_t va, void *host,
     if (lg_page_size > bits) {
         hspt_lp_add(&slot->lp, va, lg_page_size);
     }
+    trace_hspt_fill(cpu->cpu_index, mmu_idx, va, npages, writable);
     qatomic_inc(npages > 1 ? &hspt_stats.large_fills : &hspt_stats.fills);
     ok = true;
 out:
@@ -612,6 +627,7 @@ void hspt_context_switch(CPUState *cpu, const HsptContextKey *key)
 {
     HsptCPU *hc = hspt_cpu(cpu);
     HsptSpace *next = NULL;
+    bool hit, reassigned = false;
 
     qemu_mutex_lock(&hspt_lock);
     hc->clock++;
@@ -625,6 +641,7 @@ void hspt_context_switch(CPUState *cpu, const HsptContextKey *key)
             break;
         }
     }
+    hit = next != NULL;
     if (!next) {
         /* Reuse the least recently used space (with one space: this one). */
         for (unsigned i = 0; i < hspt_nspaces; i++) {
@@ -639,12 +656,15 @@ void hspt_context_switch(CPUState *cpu, const HsptContextKey *key)
         if (next->n_mapped) {
             hspt_space_flush(next);
             qatomic_inc(&hspt_stats.reassigns);
+            reassigned = true;
         }
         next->key = *key;
         next->keyed = true;
     }
     next->last_used = hc->clock;
     hc->cur = next;
+    trace_hspt_context_switch(cpu->cpu_index, next - hc->spaces, hit,
+                              reassigned);
     qemu_mutex_unlock(&hspt_lock);
     hspt_set_gs(next->base);
 }

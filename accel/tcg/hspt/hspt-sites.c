@@ -16,6 +16,7 @@
 #include "exec/translation-block.h"
 #include "hspt.h"
 #include "hspt-internal.h"
+#include "trace.h"
 
 /* From exec/exec-all.h, which target-independent code cannot include. */
 void tb_phys_invalidate(TranslationBlock *tb, tb_page_addr_t page_addr);
@@ -83,6 +84,7 @@ void hspt_site_miss(const TranslationBlock *tb)
          * with other CPU flags were translated before and fault alike.
          */
         if (!g_hash_table_contains(hspt_softmmu_tbs, &key)) {
+            trace_hspt_site_softmmu(key);
             g_hash_table_add(hspt_softmmu_tbs, g_memdup2(&key, sizeof(key)));
             qatomic_inc(&hspt_sites_gen);
         }

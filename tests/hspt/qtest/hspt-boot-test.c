@@ -154,7 +154,7 @@ static void wait_for_verdict(const char *serial_path)
     g_assert_cmpstr(text, ==, "HSPT OK\n");
 }
 
-static QTestState *boot(const char *accel)
+static QTestState *boot(const char *accel, const char *extra)
 {
     g_autofree char *kernel = write_tmp_file(guest_code, sizeof(guest_code));
     g_autofree char *serial = write_tmp_file("", 0);
@@ -162,8 +162,8 @@ static QTestState *boot(const char *accel)
 
     qts = qtest_initf("-M virt -no-shutdown -kernel %s "
                       "-chardev file,id=serial0,path=%s "
-                      "-serial chardev:serial0 -accel %s",
-                      kernel, serial, accel);
+                      "-serial chardev:serial0 -accel %s %s",
+                      kernel, serial, accel, extra);
     unlink(kernel);
     wait_for_verdict(serial);
     unlink(serial);
@@ -172,7 +172,7 @@ static QTestState *boot(const char *accel)
 
 static void test_hspt_off(void)
 {
-    QTestState *qts = boot("tcg");
+    QTestState *qts = boot("tcg", "");
     g_autofree char *info = qtest_hmp(qts, "info hspt");
 
     g_assert_nonnull(strstr(info, "HSPT off"));
@@ -181,7 +181,7 @@ static void test_hspt_off(void)
 
 static void test_hspt_on(void)
 {
-    QTestState *qts = boot("tcg,hspt=on");
+    QTestState *qts = boot("tcg,hspt=on", "");
     g_autofree char *info = qtest_hmp(qts, "info hspt");
     const char *fills = strstr(info, "\nfills: ");
     unsigned pages, large;
@@ -201,6 +201,20 @@ static void test_hspt_on(void)
     qtest_quit(qts);
 }
 
+/* The trace events of accel/tcg/hspt are built and fire. */
+static void test_hspt_trace(void)
+{
+    g_autofree char *log = write_tmp_file("", 0);
+    g_autofree char *args = g_strdup_printf("-trace hspt_fill -D %s", log);
+    g_autofree char *text = NULL;
+    QTestState *qts = boot("tcg,hspt=on", args);
+
+    qtest_quit(qts);
+    g_assert(g_file_get_contents(log, &text, NULL, NULL));
+    unlink(log);
+    g_assert_nonnull(strstr(text, "hspt_fill "));
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -210,5 +224,6 @@ int main(int argc, char **argv)
     }
     qtest_add_func("/hspt/boot/hspt-off", test_hspt_off);
     qtest_add_func("/hspt/boot/hspt-on", test_hspt_on);
+    qtest_add_func("/hspt/boot/trace", test_hspt_trace);
     return g_test_run();
 }
