@@ -506,6 +506,12 @@ static void hspt_evict(HsptCPU *hc)
     qatomic_inc(&hspt_stats.evictions);
 }
 
+void hspt_note_unmappable(CPUState *cpu, int mmu_idx, uint64_t va)
+{
+    trace_hspt_fill_unmappable(cpu->cpu_index, mmu_idx, va);
+    qatomic_inc(&hspt_stats.unmappable);
+}
+
 bool hspt_map_locked(CPUState *cpu, int mmu_idx, uint64_t va, void *host,
                      size_t npages, bool writable, int lg_page_size)
 {
@@ -531,8 +537,6 @@ bool hspt_map_locked(CPUState *cpu, int mmu_idx, uint64_t va, void *host,
         rb->page_size != qemu_real_host_page_size() ||
         offset + npages * psize > rb->used_length ||
         ((rb->offset + offset) >> bits) + npages > UINT32_MAX) {
-        trace_hspt_fill_unmappable(cpu->cpu_index, mmu_idx, va);
-        qatomic_inc(&hspt_stats.unmappable);
         return false;
     }
     rp = (rb->offset + offset) >> bits;
@@ -737,9 +741,9 @@ void hspt_format_info(GString *buf)
         "signals: %" PRIu64 " shadow misses redirected to the softmmu "
         "slow path\n", STAT(signals));
     g_string_append_printf(buf,
-        "left on softmmu: %" PRIu64 " unmappable accesses (MMIO, "
-        "watchpoints, dirty tracking), %" PRIu64 " translation blocks "
-        "retranslated without the direct path\n",
+        "left on softmmu: %" PRIu64 " redirected accesses not mappable "
+        "(MMIO, watchpoints, code or dirty-tracked pages), %" PRIu64
+        " translation blocks retranslated without the direct path\n",
         STAT(unmappable), STAT(softmmu_tbs));
     g_string_append_printf(buf,
         "flushes: %" PRIu64 " pages, %" PRIu64 " regions, %" PRIu64

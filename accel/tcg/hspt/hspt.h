@@ -111,6 +111,8 @@ void hspt_flush_asid_prepare(CPUState *cpu, uint8_t asid);
 bool hspt_map_locked(CPUState *cpu, int mmu_idx, uint64_t va, void *host,
                      size_t npages, bool writable, int lg_page_size);
 void hspt_unmap_page_locked(CPUState *cpu, int mmu_idx, uint64_t page);
+/* A slow-path access whose page cannot be shadow-mapped (counted). */
+void hspt_note_unmappable(CPUState *cpu, int mmu_idx, uint64_t va);
 void hspt_flush_idx_locked(CPUState *cpu, uint16_t idxmap, bool full);
 void hspt_write_protect_host_locked(CPUState *cpu, uintptr_t host,
                                     size_t length);
