@@ -32,8 +32,20 @@ static inline void arm_hspt_flush_asid(CPUARMState *env, uint64_t value)
         hspt_flush_asid_prepare(env_cpu(env), value & 0xff);
     }
 }
+
+/* Before the TLB flush of the guest's TLBIALL(IS). */
+static inline void arm_hspt_flush_all(CPUARMState *env)
+{
+    if (tcg_enabled() && hspt_enabled) {
+        hspt_flush_all_prepare(env_cpu(env));
+    }
+}
 #else
 static inline void arm_hspt_flush_asid(CPUARMState *env, uint64_t value)
+{
+}
+
+static inline void arm_hspt_flush_all(CPUARMState *env)
 {
 }
 #endif

@@ -16,6 +16,8 @@ typedef struct HsptSlot {
     unsigned long *mapped;      /* guest page has a file mapping */
     unsigned long *writable;    /* ... and it is PROT_WRITE */
     uint32_t *ram_pfn;          /* RAM page behind each mapped guest page */
+    uint8_t *page_flushes;      /* page flushes that hit each guest page */
+    bool has_hot_pages;         /* some page_flushes reached the limit */
     uint32_t n_mapped;
     uint32_t vmas;              /* see hspt_account_vmas() */
     HsptLargePages lp;          /* large guest pages since the last flush */
@@ -43,6 +45,10 @@ typedef struct HsptCPU {
     bool in_context_switch;     /* the running tlb_flush is a switch */
     /* ASIDs whose TLBIASID is waiting for its softmmu full flush */
     DECLARE_BITMAP(pending_asids, 256);
+    /* page flushes of the current space waiting for hspt_flush_done() */
+    HsptRevalidate reval[HSPT_REVALIDATE_MAX];
+    unsigned n_reval;
+    bool guest_tlbi_all;        /* see hspt_flush_all_prepare() */
 } HsptCPU;
 
 /* Process-wide counters (printed at exit with QEMU_HSPT_STATS=1). */
@@ -63,6 +69,11 @@ typedef struct HsptStats {
     uint64_t reassigns;
     uint64_t asid_flushes;
     uint64_t softmmu_tbs;
+    uint64_t refills_skipped;
+    uint64_t revalidated;
+    uint64_t revalidate_unmaps;
+    uint64_t hot_pages;
+    uint64_t hot_refusals;
 } HsptStats;
 
 extern HsptStats hspt_stats;

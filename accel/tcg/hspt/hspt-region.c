@@ -31,6 +31,15 @@
 #define HSPT_GUEST_VA_SIZE (1ull << 32)
 /* A slot flush unmaps page by page up to this many pages, else wholesale. */
 #define HSPT_FLUSH_PAGEWISE_MAX 32
+/*
+ * A guest page whose shadow mapping was dropped by this many page flushes
+ * (a kmap or fixmap slot, a buffer mapped and unmapped in a loop) is not
+ * mapped again in that space: every refill would cost a signal and two
+ * syscalls where softmmu refills in a fraction of a microsecond. Accesses
+ * to it take the softmmu path; sites that keep hitting it are retranslated
+ * onto softmmu by hspt-sites.c.
+ */
+#define HSPT_HOT_PAGE_FLUSHES 16
 
 bool hspt_enabled;
 int8_t hspt_slot_of_idx[16] = { [0 ... 15] = -1 };
@@ -120,6 +129,13 @@ static void hspt_space_alloc(HsptSpace *sp)
             abort();
         }
         slot->ram_pfn = p;
+        p = mmap(NULL, npages, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (p == MAP_FAILED) {
+            error_report("hspt: out of memory for shadow bookkeeping");
+            abort();
+        }
+        slot->page_flushes = p;
         slot->mapped = bitmap_new(npages);
         slot->writable = bitmap_new(npages);
     }
@@ -132,6 +148,7 @@ static void hspt_space_free(HsptSpace *sp)
 
         if (slot->ram_pfn) {
             munmap(slot->ram_pfn, hspt_slot_pages() * sizeof(uint32_t));
+            munmap(slot->page_flushes, hspt_slot_pages());
         }
         g_free(slot->mapped);
         g_free(slot->writable);
@@ -207,6 +224,8 @@ void hspt_cpu_destroy(CPUState *cpu)
  */
 void hspt_cpu_exec_enter(CPUState *cpu)
 {
+    /* Every page flush revalidates before guest code runs again. */
+    g_assert(hspt_cpu(cpu)->n_reval == 0);
     hspt_set_gs(hspt_cpu(cpu)->cur->base);
 }
 
@@ -250,6 +269,29 @@ static void hspt_slot_unmap_page(HsptSpace *sp, HsptSlot *slot,
     }
     qatomic_dec(&hspt_stats.mapped_pages);
     qatomic_inc(&hspt_stats.page_flushes);
+}
+
+/* A page flush (not a region flush) dropped the mapping of VA_PFN. */
+static void hspt_count_page_flush(HsptSlot *slot, uint32_t va_pfn)
+{
+    if (slot->page_flushes[va_pfn] < HSPT_HOT_PAGE_FLUSHES &&
+        ++slot->page_flushes[va_pfn] == HSPT_HOT_PAGE_FLUSHES) {
+        slot->has_hot_pages = true;
+        qatomic_inc(&hspt_stats.hot_pages);
+    }
+}
+
+/* A space gets another context: its pages start afresh. */
+static void hspt_space_forget_hot_pages(HsptSpace *sp)
+{
+    for (unsigned s = 0; s < hspt_nslots; s++) {
+        HsptSlot *slot = &sp->slot[s];
+
+        if (slot->has_hot_pages) {
+            madvise(slot->page_flushes, hspt_slot_pages(), MADV_DONTNEED);
+            slot->has_hot_pages = false;
+        }
+    }
 }
 
 static void hspt_slot_flush(HsptSpace *sp, unsigned s)
@@ -309,8 +351,61 @@ void hspt_unmap_page_locked(CPUState *cpu, int mmu_idx, uint64_t page)
             /* Part of a large guest page: the whole entry goes. */
             hspt_slot_flush(sp, s);
         } else if (test_bit(va_pfn, slot->mapped)) {
-            hspt_slot_unmap_page(sp, slot, hspt_slot_base(sp, s), va_pfn);
+            if (sp == hc->cur && hc->n_reval < HSPT_REVALIDATE_MAX) {
+                hc->reval[hc->n_reval++] = (HsptRevalidate) {
+                    .page = page, .mmu_idx = mmu_idx, .page_flush = true };
+            } else {
+                hspt_slot_unmap_page(sp, slot, hspt_slot_base(sp, s), va_pfn);
+                hspt_count_page_flush(slot, va_pfn);
+            }
         }
+    }
+    qemu_mutex_unlock(&hspt_lock);
+}
+
+/* The queued page flushes of the current space, still mapped ones only. */
+unsigned hspt_take_revalidations(CPUState *cpu, HsptRevalidate *out)
+{
+    HsptCPU *hc = hspt_cpu(cpu);
+    unsigned n = 0;
+
+    qemu_mutex_lock(&hspt_lock);
+    for (unsigned i = 0; i < hc->n_reval; i++) {
+        HsptSlot *slot = &hc->cur->slot[hspt_slot_of_idx[hc->reval[i].mmu_idx]];
+
+        if (test_bit(hc->reval[i].page >> qemu_target_page_bits(),
+                     slot->mapped)) {
+            out[n++] = hc->reval[i];
+        }
+    }
+    hc->n_reval = 0;
+    qemu_mutex_unlock(&hspt_lock);
+    return n;
+}
+
+/*
+ * A queued page after its fresh lookup: KEEP if the lookup refilled it (or
+ * found it unchanged), else it goes now.
+ */
+void hspt_revalidated(CPUState *cpu, const HsptRevalidate *r, bool keep)
+{
+    HsptCPU *hc = hspt_cpu(cpu);
+    int s = hspt_slot_of_idx[r->mmu_idx];
+    HsptSlot *slot = &hc->cur->slot[s];
+    uint32_t va_pfn = r->page >> qemu_target_page_bits();
+
+    qatomic_inc(&hspt_stats.revalidated);
+    if (keep) {
+        return;
+    }
+    qemu_mutex_lock(&hspt_lock);
+    if (test_bit(va_pfn, slot->mapped)) {
+        hspt_slot_unmap_page(hc->cur, slot, hspt_slot_base(hc->cur, s),
+                             va_pfn);
+        if (r->page_flush) {
+            hspt_count_page_flush(slot, va_pfn);
+        }
+        qatomic_inc(&hspt_stats.revalidate_unmaps);
     }
     qemu_mutex_unlock(&hspt_lock);
 }
@@ -349,10 +444,51 @@ static bool hspt_flush_pending_asids(HsptCPU *hc)
     return true;
 }
 
+void hspt_flush_all_prepare(CPUState *cpu)
+{
+    hspt_cpu(cpu)->guest_tlbi_all = true;
+}
+
+/*
+ * Queue every page of slot S of the current space for revalidation, or
+ * flush the slot if that would be too many.
+ */
+static void hspt_slot_flush_or_queue(HsptCPU *hc, unsigned s)
+{
+    HsptSlot *slot = &hc->cur->slot[s];
+    size_t npages = hspt_slot_pages();
+    int mmu_idx = -1;
+
+    if (slot->n_mapped == 0 ||
+        hc->n_reval + slot->n_mapped > HSPT_REVALIDATE_MAX) {
+        hspt_slot_flush(hc->cur, s);
+        return;
+    }
+    for (int idx = 0; idx < 16; idx++) {
+        if (hspt_slot_of_idx[idx] == s) {
+            mmu_idx = idx;
+        }
+    }
+    /* Large pages are recorded again when their pages are refilled. */
+    hspt_lp_reset(&slot->lp);
+    for (unsigned long pfn = find_first_bit(slot->mapped, npages);
+         pfn < npages; pfn = find_next_bit(slot->mapped, npages, pfn + 1)) {
+        hc->reval[hc->n_reval++] = (HsptRevalidate) {
+            .page = (uint64_t)pfn << qemu_target_page_bits(),
+            .mmu_idx = mmu_idx };
+    }
+}
+
 void hspt_flush_idx_locked(CPUState *cpu, uint16_t idxmap, bool full)
 {
     HsptCPU *hc = hspt_cpu(cpu);
+    bool guest_tlbi_all = full && hc->guest_tlbi_all;
 
+    if (full) {
+        hc->guest_tlbi_all = false;
+    }
+    trace_hspt_flush_idx(cpu->cpu_index, idxmap, full, guest_tlbi_all,
+                         hc->in_context_switch);
     if (hc->in_context_switch) {
         /* The softmmu TLB is untagged; the shadow spaces are not. */
         return;
@@ -366,12 +502,17 @@ void hspt_flush_idx_locked(CPUState *cpu, uint16_t idxmap, bool full)
         HsptSpace *sp = &hc->spaces[i];
 
         for (int idx = 0; idx < 16 && sp->n_mapped; idx++) {
-            if ((idxmap & (1 << idx)) && hspt_slot_of_idx[idx] >= 0) {
+            if (!(idxmap & (1 << idx)) || hspt_slot_of_idx[idx] < 0) {
+                continue;
+            }
+            if (guest_tlbi_all && sp == hc->cur) {
+                hspt_slot_flush_or_queue(hc, hspt_slot_of_idx[idx]);
+            } else {
                 hspt_slot_flush(sp, hspt_slot_of_idx[idx]);
             }
         }
     }
-    if (full) {
+    if (full && !guest_tlbi_all) {
         /*
          * Full flushes also come with register changes that bypass the
          * context hooks (reset, loadvm, SCTLR): from now on the current
@@ -506,6 +647,24 @@ static void hspt_evict(HsptCPU *hc)
     qatomic_inc(&hspt_stats.evictions);
 }
 
+/*
+ * True if SLOT already maps the NPAGES guest pages from VA_PFN to the RAM
+ * pages from RP, writable if WRITABLE (read-only if not: a read-only fill
+ * may have to take write access away).
+ */
+static bool hspt_slot_maps(HsptSlot *slot, uint32_t va_pfn, uint32_t rp,
+                           size_t npages, bool writable)
+{
+    for (size_t i = 0; i < npages; i++) {
+        if (!test_bit(va_pfn + i, slot->mapped) ||
+            slot->ram_pfn[va_pfn + i] != rp + i ||
+            test_bit(va_pfn + i, slot->writable) != writable) {
+            return false;
+        }
+    }
+    return true;
+}
+
 void hspt_note_unmappable(CPUState *cpu, int mmu_idx, uint64_t va)
 {
     trace_hspt_fill_unmappable(cpu->cpu_index, mmu_idx, va);
@@ -545,6 +704,24 @@ bool hspt_map_locked(CPUState *cpu, int mmu_idx, uint64_t va, void *host,
     sp = hc->cur;
     slot = &sp->slot[s];
     addr = hspt_slot_base(sp, s) + va;
+
+    /*
+     * Slow-path lookups that did not come from a shadow miss (softmmu-only
+     * TBs, unaligned or page-crossing accesses, helpers) mostly find the
+     * page mapped already: skip the syscall.
+     */
+    if (slot->page_flushes[va_pfn] >= HSPT_HOT_PAGE_FLUSHES) {
+        qatomic_inc(&hspt_stats.hot_refusals);
+        goto out;
+    }
+    if (hspt_slot_maps(slot, va_pfn, rp, npages, writable)) {
+        qatomic_inc(&hspt_stats.refills_skipped);
+        if (lg_page_size > bits) {
+            hspt_lp_add(&slot->lp, va, lg_page_size);
+        }
+        ok = true;
+        goto out;
+    }
 
     /*
      * Stay well below vm.max_map_count: a mapping may split a reservation
@@ -662,6 +839,7 @@ void hspt_context_switch(CPUState *cpu, const HsptContextKey *key)
             qatomic_inc(&hspt_stats.reassigns);
             reassigned = true;
         }
+        hspt_space_forget_hot_pages(next);
         next->key = *key;
         next->keyed = true;
     }
@@ -750,6 +928,16 @@ void hspt_format_info(GString *buf)
         " by ASID, %" PRIu64 " evictions for the VMA budget\n",
         STAT(page_flushes), STAT(region_flushes), STAT(asid_flushes),
         STAT(evictions));
+    g_string_append_printf(buf,
+        "page flushes looked up again at once: %" PRIu64 ", %" PRIu64
+        " of them unmapped\n", STAT(revalidated), STAT(revalidate_unmaps));
+    g_string_append_printf(buf,
+        "slow-path lookups that found their page mapped: %" PRIu64 "\n",
+        STAT(refills_skipped));
+    g_string_append_printf(buf,
+        "hot pages: %" PRIu64 " guest pages left on softmmu after %d page "
+        "flushes, %" PRIu64 " fills refused for them\n",
+        STAT(hot_pages), HSPT_HOT_PAGE_FLUSHES, STAT(hot_refusals));
     g_string_append_printf(buf,
         "write-protects: %" PRIu64 " shadow pages (code protection, "
         "dirty logging)\n", STAT(write_protects));

@@ -111,6 +111,31 @@ void hspt_flush_asid_prepare(CPUState *cpu, uint8_t asid);
 bool hspt_map_locked(CPUState *cpu, int mmu_idx, uint64_t va, void *host,
                      size_t npages, bool writable, int lg_page_size);
 void hspt_unmap_page_locked(CPUState *cpu, int mmu_idx, uint64_t page);
+
+/*
+ * Page flushes of the current space, and the guest's own TLBIALL of its
+ * smaller slots, do not unmap at once: the pages are queued, and once the
+ * flush has dropped tlb_c.lock (before any guest code runs again) each is
+ * looked up afresh and kept, remapped or unmapped. Keeping a page that
+ * the page tables still map the same way is what a TLB refilling it
+ * speculatively right after the flush would do; it saves an unmap, a
+ * signal and a mmap per page (the kernel half after every TLBIALL).
+ */
+#define HSPT_REVALIDATE_MAX 1024
+typedef struct HsptRevalidate {
+    uint64_t page;
+    int mmu_idx;
+    bool page_flush;            /* from a page flush, not a TLBIALL */
+} HsptRevalidate;
+
+/*
+ * The guest's TLBIALL(IS) on CPU: the next full flush of CPU comes with
+ * the registers as they are now, so the current space may revalidate
+ * (other full flushes, such as reset, may precede register changes).
+ */
+void hspt_flush_all_prepare(CPUState *cpu);
+unsigned hspt_take_revalidations(CPUState *cpu, HsptRevalidate *out);
+void hspt_revalidated(CPUState *cpu, const HsptRevalidate *r, bool keep);
 /* A slow-path access whose page cannot be shadow-mapped (counted). */
 void hspt_note_unmappable(CPUState *cpu, int mmu_idx, uint64_t va);
 void hspt_flush_idx_locked(CPUState *cpu, uint16_t idxmap, bool full);
