@@ -11,6 +11,14 @@
 #include "hspt.h"
 #include "hspt-bits.h"
 
+/* A large guest page mapped whole (one mmap) since the last slot flush. */
+typedef struct HsptBlock {
+    uint32_t va_pfn;
+    uint32_t npages;
+} HsptBlock;
+
+#define HSPT_SLOT_BLOCKS 64
+
 /* One shadow region: the view of one mmu_idx in one space. */
 typedef struct HsptSlot {
     unsigned long *mapped;      /* guest page has a file mapping */
@@ -21,6 +29,9 @@ typedef struct HsptSlot {
     uint32_t n_mapped;
     uint32_t vmas;              /* see hspt_account_vmas() */
     HsptLargePages lp;          /* large guest pages since the last flush */
+    HsptBlock blocks[HSPT_SLOT_BLOCKS];
+    unsigned n_blocks;
+    bool blocks_overflow;       /* more blocks than fit: no revalidation */
 } HsptSlot;
 
 /*
@@ -32,6 +43,12 @@ typedef struct HsptSpace {
     HsptSlot slot[HSPT_MAX_SLOTS];
     HsptContextKey key;
     bool keyed;                 /* false: key unknown, never matched */
+    /*
+     * A guest TLBIALL happened while another space was current: the pages
+     * are looked up again when this space next becomes current, before any
+     * guest code uses it.
+     */
+    bool stale;
     uint64_t last_used;         /* LRU clock */
     uint32_t n_mapped;
 } HsptSpace;
@@ -72,6 +89,7 @@ typedef struct HsptStats {
     uint64_t refills_skipped;
     uint64_t revalidated;
     uint64_t revalidate_unmaps;
+    uint64_t prefilled;
     uint64_t hot_pages;
     uint64_t hot_refusals;
 } HsptStats;

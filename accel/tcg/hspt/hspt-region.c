@@ -40,6 +40,12 @@
  * onto softmmu by hspt-sites.c.
  */
 #define HSPT_HOT_PAGE_FLUSHES 16
+/*
+ * Prefill of a fresh space from the previous one: at most this many pages
+ * of the privileged views (mmu_idx E10_1 and E10_1_PAN: bits 2 and 4).
+ */
+#define HSPT_PREFILL_MAX 256
+#define HSPT_PREFILL_IDX_MASK ((1 << 2) | (1 << 4))
 
 bool hspt_enabled;
 int8_t hspt_slot_of_idx[16] = { [0 ... 15] = -1 };
@@ -281,6 +287,32 @@ static void hspt_count_page_flush(HsptSlot *slot, uint32_t va_pfn)
     }
 }
 
+/*
+ * Queue for prefill the pages that FROM maps in the privileged views (the
+ * kernel's working set, mostly global pages) when TO has none there: a
+ * fresh context would otherwise take a signal per kernel page.
+ */
+static void hspt_queue_prefill(HsptCPU *hc, HsptSpace *from, HsptSpace *to)
+{
+    size_t npages = hspt_slot_pages();
+
+    for (int idx = 0; idx < 16; idx++) {
+        int s = hspt_slot_of_idx[idx];
+
+        if (s < 0 || !(HSPT_PREFILL_IDX_MASK & (1 << idx)) ||
+            to->slot[s].n_mapped || !from->slot[s].mapped) {
+            continue;
+        }
+        for (unsigned long pfn = find_first_bit(from->slot[s].mapped, npages);
+             pfn < npages && hc->n_reval < HSPT_PREFILL_MAX;
+             pfn = find_next_bit(from->slot[s].mapped, npages, pfn + 1)) {
+            hc->reval[hc->n_reval++] = (HsptRevalidate) {
+                .page = (uint64_t)pfn << qemu_target_page_bits(),
+                .npages = 1, .mmu_idx = idx, .prefill = true };
+        }
+    }
+}
+
 /* A space gets another context: its pages start afresh. */
 static void hspt_space_forget_hot_pages(HsptSpace *sp)
 {
@@ -294,13 +326,43 @@ static void hspt_space_forget_hot_pages(HsptSpace *sp)
     }
 }
 
+static void hspt_slot_forget_blocks(HsptSlot *slot)
+{
+    hspt_lp_reset(&slot->lp);
+    slot->n_blocks = 0;
+    slot->blocks_overflow = false;
+}
+
+static void hspt_slot_add_block(HsptSlot *slot, uint32_t va_pfn,
+                                uint32_t npages)
+{
+    for (unsigned i = 0; i < slot->n_blocks; i++) {
+        if (slot->blocks[i].va_pfn == va_pfn &&
+            slot->blocks[i].npages == npages) {
+            return;
+        }
+    }
+    if (slot->n_blocks == HSPT_SLOT_BLOCKS) {
+        slot->blocks_overflow = true;
+        return;
+    }
+    slot->blocks[slot->n_blocks++] = (HsptBlock) { va_pfn, npages };
+}
+
+static int hspt_block_cmp(const void *a, const void *b)
+{
+    const HsptBlock *x = a, *y = b;
+
+    return x->va_pfn < y->va_pfn ? -1 : x->va_pfn > y->va_pfn;
+}
+
 static void hspt_slot_flush(HsptSpace *sp, unsigned s)
 {
     HsptSlot *slot = &sp->slot[s];
     uint8_t *base = hspt_slot_base(sp, s);
     size_t npages = hspt_slot_pages();
 
-    hspt_lp_reset(&slot->lp);
+    hspt_slot_forget_blocks(slot);
     if (slot->n_mapped == 0) {
         return;
     }
@@ -324,6 +386,7 @@ static void hspt_slot_flush(HsptSpace *sp, unsigned s)
 
 static void hspt_space_flush(HsptSpace *sp)
 {
+    sp->stale = false;
     for (unsigned s = 0; s < hspt_nslots; s++) {
         hspt_slot_flush(sp, s);
     }
@@ -353,13 +416,63 @@ void hspt_unmap_page_locked(CPUState *cpu, int mmu_idx, uint64_t page)
         } else if (test_bit(va_pfn, slot->mapped)) {
             if (sp == hc->cur && hc->n_reval < HSPT_REVALIDATE_MAX) {
                 hc->reval[hc->n_reval++] = (HsptRevalidate) {
-                    .page = page, .mmu_idx = mmu_idx, .page_flush = true };
+                    .page = page, .npages = 1, .mmu_idx = mmu_idx,
+                    .page_flush = true };
             } else {
                 hspt_slot_unmap_page(sp, slot, hspt_slot_base(sp, s), va_pfn);
                 hspt_count_page_flush(slot, va_pfn);
             }
         }
     }
+    qemu_mutex_unlock(&hspt_lock);
+}
+
+/*
+ * A large page mapped whole stays only if its fresh lookup mapped the same
+ * large page again (which records the block anew); else all of it goes.
+ */
+static void hspt_block_revalidated(HsptCPU *hc, unsigned s, uint32_t va_pfn,
+                                   uint32_t npages, bool keep)
+{
+    HsptSpace *sp = hc->cur;
+    HsptSlot *slot = &sp->slot[s];
+    uint8_t *base = hspt_slot_base(sp, s);
+    unsigned bits = qemu_target_page_bits();
+
+    qatomic_inc(&hspt_stats.revalidated);
+    qemu_mutex_lock(&hspt_lock);
+    for (unsigned i = 0; keep && i < slot->n_blocks; i++) {
+        if (slot->blocks[i].va_pfn == va_pfn &&
+            slot->blocks[i].npages == npages) {
+            qemu_mutex_unlock(&hspt_lock);
+            return;
+        }
+    }
+    hspt_reserve_or_die(base + ((uint64_t)va_pfn << bits),
+                        (size_t)npages << bits);
+    for (uint32_t i = 0; i < npages; i++) {
+        if (test_and_clear_bit(va_pfn + i, slot->mapped)) {
+            clear_bit(va_pfn + i, slot->writable);
+            slot->n_mapped--;
+            sp->n_mapped--;
+            qatomic_dec(&hspt_stats.mapped_pages);
+        }
+    }
+    if (slot->n_mapped) {
+        hspt_account_vmas(slot, 2);
+    } else {
+        hspt_slot_vmas_reset(slot);
+    }
+    qatomic_inc(&hspt_stats.revalidate_unmaps);
+    qemu_mutex_unlock(&hspt_lock);
+}
+
+void hspt_revalidate_give_up(CPUState *cpu, int mmu_idx)
+{
+    HsptCPU *hc = hspt_cpu(cpu);
+
+    qemu_mutex_lock(&hspt_lock);
+    hspt_slot_flush(hc->cur, hspt_slot_of_idx[mmu_idx]);
     qemu_mutex_unlock(&hspt_lock);
 }
 
@@ -373,8 +486,9 @@ unsigned hspt_take_revalidations(CPUState *cpu, HsptRevalidate *out)
     for (unsigned i = 0; i < hc->n_reval; i++) {
         HsptSlot *slot = &hc->cur->slot[hspt_slot_of_idx[hc->reval[i].mmu_idx]];
 
+        /* Revalidate what is still mapped, prefill what is not. */
         if (test_bit(hc->reval[i].page >> qemu_target_page_bits(),
-                     slot->mapped)) {
+                     slot->mapped) != hc->reval[i].prefill) {
             out[n++] = hc->reval[i];
         }
     }
@@ -394,6 +508,16 @@ void hspt_revalidated(CPUState *cpu, const HsptRevalidate *r, bool keep)
     HsptSlot *slot = &hc->cur->slot[s];
     uint32_t va_pfn = r->page >> qemu_target_page_bits();
 
+    if (r->npages > 1) {
+        hspt_block_revalidated(hc, s, va_pfn, r->npages, keep);
+        return;
+    }
+    if (r->prefill) {
+        if (keep) {
+            qatomic_inc(&hspt_stats.prefilled);
+        }
+        return;
+    }
     qatomic_inc(&hspt_stats.revalidated);
     if (keep) {
         return;
@@ -450,17 +574,18 @@ void hspt_flush_all_prepare(CPUState *cpu)
 }
 
 /*
- * Queue every page of slot S of the current space for revalidation, or
- * flush the slot if that would be too many.
+ * Queue slot S of the current space for revalidation, a whole large page
+ * as one entry, or flush the slot if that would be too many entries.
  */
 static void hspt_slot_flush_or_queue(HsptCPU *hc, unsigned s)
 {
     HsptSlot *slot = &hc->cur->slot[s];
     size_t npages = hspt_slot_pages();
+    unsigned queued = hc->n_reval;
+    unsigned b = 0;
     int mmu_idx = -1;
 
-    if (slot->n_mapped == 0 ||
-        hc->n_reval + slot->n_mapped > HSPT_REVALIDATE_MAX) {
+    if (slot->n_mapped == 0 || slot->blocks_overflow) {
         hspt_slot_flush(hc->cur, s);
         return;
     }
@@ -469,14 +594,37 @@ static void hspt_slot_flush_or_queue(HsptCPU *hc, unsigned s)
             mmu_idx = idx;
         }
     }
-    /* Large pages are recorded again when their pages are refilled. */
-    hspt_lp_reset(&slot->lp);
+    qsort(slot->blocks, slot->n_blocks, sizeof(slot->blocks[0]),
+          hspt_block_cmp);
     for (unsigned long pfn = find_first_bit(slot->mapped, npages);
          pfn < npages; pfn = find_next_bit(slot->mapped, npages, pfn + 1)) {
+        uint32_t n = 1;
+
+        while (b < slot->n_blocks &&
+               slot->blocks[b].va_pfn + slot->blocks[b].npages <= pfn) {
+            b++;
+        }
+        if (b < slot->n_blocks && slot->blocks[b].va_pfn <= pfn) {
+            /* The pages of a block before PFN were unmapped: not whole. */
+            if (slot->blocks[b].va_pfn != pfn) {
+                hc->n_reval = queued;
+                hspt_slot_flush(hc->cur, s);
+                return;
+            }
+            n = slot->blocks[b].npages;
+        }
+        if (hc->n_reval == HSPT_REVALIDATE_MAX) {
+            hc->n_reval = queued;
+            hspt_slot_flush(hc->cur, s);
+            return;
+        }
         hc->reval[hc->n_reval++] = (HsptRevalidate) {
             .page = (uint64_t)pfn << qemu_target_page_bits(),
-            .mmu_idx = mmu_idx };
+            .npages = n, .mmu_idx = mmu_idx };
+        pfn += n - 1;
     }
+    /* Blocks are recorded again when their fresh lookup maps them. */
+    hspt_slot_forget_blocks(slot);
 }
 
 void hspt_flush_idx_locked(CPUState *cpu, uint16_t idxmap, bool full)
@@ -501,11 +649,16 @@ void hspt_flush_idx_locked(CPUState *cpu, uint16_t idxmap, bool full)
     for (unsigned i = 0; i < hspt_nspaces; i++) {
         HsptSpace *sp = &hc->spaces[i];
 
+        if (guest_tlbi_all && sp != hc->cur) {
+            /* Not in use: revalidated when it becomes current again. */
+            sp->stale = sp->n_mapped != 0;
+            continue;
+        }
         for (int idx = 0; idx < 16 && sp->n_mapped; idx++) {
             if (!(idxmap & (1 << idx)) || hspt_slot_of_idx[idx] < 0) {
                 continue;
             }
-            if (guest_tlbi_all && sp == hc->cur) {
+            if (guest_tlbi_all) {
                 hspt_slot_flush_or_queue(hc, hspt_slot_of_idx[idx]);
             } else {
                 hspt_slot_flush(sp, hspt_slot_of_idx[idx]);
@@ -719,6 +872,9 @@ bool hspt_map_locked(CPUState *cpu, int mmu_idx, uint64_t va, void *host,
         if (lg_page_size > bits) {
             hspt_lp_add(&slot->lp, va, lg_page_size);
         }
+        if (npages > 1) {
+            hspt_slot_add_block(slot, va_pfn, npages);
+        }
         ok = true;
         goto out;
     }
@@ -773,6 +929,9 @@ bool hspt_map_locked(CPUState *cpu, int mmu_idx, uint64_t va, void *host,
     if (lg_page_size > bits) {
         hspt_lp_add(&slot->lp, va, lg_page_size);
     }
+    if (npages > 1) {
+        hspt_slot_add_block(slot, va_pfn, npages);
+    }
     trace_hspt_fill(cpu->cpu_index, mmu_idx, va, npages, writable);
     qatomic_inc(npages > 1 ? &hspt_stats.large_fills : &hspt_stats.fills);
     ok = true;
@@ -804,10 +963,11 @@ static bool hspt_key_equal(const HsptContextKey *a, const HsptContextKey *b)
  * Called on the vCPU's own thread, after the register write that changed
  * the context (the TB ends right after it).
  */
-void hspt_context_switch(CPUState *cpu, const HsptContextKey *key)
+void hspt_context_switch(CPUState *cpu, const HsptContextKey *key,
+                         bool walkable)
 {
     HsptCPU *hc = hspt_cpu(cpu);
-    HsptSpace *next = NULL;
+    HsptSpace *next = NULL, *prev;
     bool hit, reassigned = false;
 
     qemu_mutex_lock(&hspt_lock);
@@ -843,12 +1003,27 @@ void hspt_context_switch(CPUState *cpu, const HsptContextKey *key)
         next->key = *key;
         next->keyed = true;
     }
+    prev = hc->cur;
     next->last_used = hc->clock;
     hc->cur = next;
+    if (next->stale) {
+        for (unsigned s = 0; s < hspt_nslots; s++) {
+            if (walkable) {
+                hspt_slot_flush_or_queue(hc, s);
+            } else {
+                hspt_slot_flush(next, s);
+            }
+        }
+        next->stale = false;
+    }
+    if (next != prev && walkable) {
+        hspt_queue_prefill(hc, prev, next);
+    }
     trace_hspt_context_switch(cpu->cpu_index, next - hc->spaces, hit,
                               reassigned);
     qemu_mutex_unlock(&hspt_lock);
     hspt_set_gs(next->base);
+    hspt_revalidate_queued(cpu);
 }
 
 static bool hspt_addr_in_cpu(CPUState *cpu, const void *addr)
@@ -934,6 +1109,9 @@ void hspt_format_info(GString *buf)
     g_string_append_printf(buf,
         "slow-path lookups that found their page mapped: %" PRIu64 "\n",
         STAT(refills_skipped));
+    g_string_append_printf(buf,
+        "prefilled: %" PRIu64 " pages mapped in a fresh space from the "
+        "previous space's kernel views\n", STAT(prefilled));
     g_string_append_printf(buf,
         "hot pages: %" PRIu64 " guest pages left on softmmu after %d page "
         "flushes, %" PRIu64 " fills refused for them\n",

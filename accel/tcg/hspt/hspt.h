@@ -96,7 +96,13 @@ void hspt_cpu_exec_enter(CPUState *cpu);
  */
 bool hspt_context_flush_begin(CPUState *cpu);
 void hspt_context_flush_end(CPUState *cpu);
-void hspt_context_switch(CPUState *cpu, const HsptContextKey *key);
+/*
+ * WALKABLE: the registers already describe the new context completely, so
+ * its pages may be looked up now (prefill, revalidation); false while a
+ * guest may still be switching page tables (an ASID written before TTBR0).
+ */
+void hspt_context_switch(CPUState *cpu, const HsptContextKey *key,
+                         bool walkable);
 
 /*
  * Guest TLBIASID(IS) of ASID: QEMU's flush of its untagged TLB that follows
@@ -124,9 +130,13 @@ void hspt_unmap_page_locked(CPUState *cpu, int mmu_idx, uint64_t page);
 #define HSPT_REVALIDATE_MAX 1024
 typedef struct HsptRevalidate {
     uint64_t page;
+    uint32_t npages;            /* > 1: a large page mapped whole */
     int mmu_idx;
     bool page_flush;            /* from a page flush, not a TLBIALL */
+    bool prefill;               /* not mapped yet: map it if it is valid */
 } HsptRevalidate;
+/* Process the queue (hspt-cputlb.c.inc), without tlb_c.lock held. */
+void hspt_revalidate_queued(CPUState *cpu);
 
 /*
  * The guest's TLBIALL(IS) on CPU: the next full flush of CPU comes with
@@ -136,6 +146,8 @@ typedef struct HsptRevalidate {
 void hspt_flush_all_prepare(CPUState *cpu);
 unsigned hspt_take_revalidations(CPUState *cpu, HsptRevalidate *out);
 void hspt_revalidated(CPUState *cpu, const HsptRevalidate *r, bool keep);
+/* Flush MMU_IDX's region of the current space instead of revalidating. */
+void hspt_revalidate_give_up(CPUState *cpu, int mmu_idx);
 /* A slow-path access whose page cannot be shadow-mapped (counted). */
 void hspt_note_unmappable(CPUState *cpu, int mmu_idx, uint64_t va);
 void hspt_flush_idx_locked(CPUState *cpu, uint16_t idxmap, bool full);
