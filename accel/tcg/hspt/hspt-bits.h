@@ -7,6 +7,8 @@
 #ifndef ACCEL_TCG_HSPT_BITS_H
 #define ACCEL_TCG_HSPT_BITS_H
 
+#include "qemu/bitops.h"
+
 /*
  * The union of the large guest pages filled into a region since its last
  * flush, kept as one aligned range like the softmmu TLB's large-page
@@ -47,6 +49,55 @@ static inline void hspt_lp_add(HsptLargePages *lp, uint32_t va,
 static inline bool hspt_lp_covers(const HsptLargePages *lp, uint32_t va)
 {
     return lp->any && ((va ^ lp->addr) & lp->mask) == 0;
+}
+
+/* A large guest page mapped whole (one mmap) since the last slot flush. */
+typedef struct HsptBlock {
+    uint32_t va_pfn;
+    uint32_t npages;
+} HsptBlock;
+
+/* A unit of revalidation: one page, or a block as its first page. */
+typedef struct HsptUnit {
+    uint32_t va_pfn;
+    uint32_t npages;
+} HsptUnit;
+
+/*
+ * Split the NPAGES-page bitmap MAPPED of a slot into revalidation units:
+ * every mapped page outside BLOCKS (sorted by va_pfn, not overlapping) on
+ * its own, every block as one unit from its first page. Returns the number
+ * of units written to OUT, or -1 if there are more than MAX or a block is
+ * no longer mapped from its first page (then it cannot be treated whole).
+ */
+static inline int hspt_revalidation_units(const unsigned long *mapped,
+                                          size_t npages,
+                                          const HsptBlock *blocks,
+                                          unsigned n_blocks,
+                                          HsptUnit *out, unsigned max)
+{
+    unsigned n = 0, b = 0;
+
+    for (unsigned long pfn = find_first_bit(mapped, npages); pfn < npages;
+         pfn = find_next_bit(mapped, npages, pfn + 1)) {
+        uint32_t len = 1;
+
+        while (b < n_blocks && blocks[b].va_pfn + blocks[b].npages <= pfn) {
+            b++;
+        }
+        if (b < n_blocks && blocks[b].va_pfn <= pfn) {
+            if (blocks[b].va_pfn != pfn) {
+                return -1;
+            }
+            len = blocks[b].npages;
+        }
+        if (n == max) {
+            return -1;
+        }
+        out[n++] = (HsptUnit) { pfn, len };
+        pfn += len - 1;
+    }
+    return n;
 }
 
 /*

@@ -11,12 +11,6 @@
 #include "hspt.h"
 #include "hspt-bits.h"
 
-/* A large guest page mapped whole (one mmap) since the last slot flush. */
-typedef struct HsptBlock {
-    uint32_t va_pfn;
-    uint32_t npages;
-} HsptBlock;
-
 #define HSPT_SLOT_BLOCKS 64
 
 /* One shadow region: the view of one mmu_idx in one space. */

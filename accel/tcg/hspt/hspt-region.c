@@ -580,12 +580,19 @@ void hspt_flush_all_prepare(CPUState *cpu)
 static void hspt_slot_flush_or_queue(HsptCPU *hc, unsigned s)
 {
     HsptSlot *slot = &hc->cur->slot[s];
-    size_t npages = hspt_slot_pages();
-    unsigned queued = hc->n_reval;
-    unsigned b = 0;
-    int mmu_idx = -1;
+    HsptUnit units[HSPT_REVALIDATE_MAX];
+    int mmu_idx = -1, n;
 
     if (slot->n_mapped == 0 || slot->blocks_overflow) {
+        hspt_slot_flush(hc->cur, s);
+        return;
+    }
+    qsort(slot->blocks, slot->n_blocks, sizeof(slot->blocks[0]),
+          hspt_block_cmp);
+    n = hspt_revalidation_units(slot->mapped, hspt_slot_pages(), slot->blocks,
+                                slot->n_blocks, units,
+                                HSPT_REVALIDATE_MAX - hc->n_reval);
+    if (n < 0) {
         hspt_slot_flush(hc->cur, s);
         return;
     }
@@ -594,34 +601,10 @@ static void hspt_slot_flush_or_queue(HsptCPU *hc, unsigned s)
             mmu_idx = idx;
         }
     }
-    qsort(slot->blocks, slot->n_blocks, sizeof(slot->blocks[0]),
-          hspt_block_cmp);
-    for (unsigned long pfn = find_first_bit(slot->mapped, npages);
-         pfn < npages; pfn = find_next_bit(slot->mapped, npages, pfn + 1)) {
-        uint32_t n = 1;
-
-        while (b < slot->n_blocks &&
-               slot->blocks[b].va_pfn + slot->blocks[b].npages <= pfn) {
-            b++;
-        }
-        if (b < slot->n_blocks && slot->blocks[b].va_pfn <= pfn) {
-            /* The pages of a block before PFN were unmapped: not whole. */
-            if (slot->blocks[b].va_pfn != pfn) {
-                hc->n_reval = queued;
-                hspt_slot_flush(hc->cur, s);
-                return;
-            }
-            n = slot->blocks[b].npages;
-        }
-        if (hc->n_reval == HSPT_REVALIDATE_MAX) {
-            hc->n_reval = queued;
-            hspt_slot_flush(hc->cur, s);
-            return;
-        }
+    for (int i = 0; i < n; i++) {
         hc->reval[hc->n_reval++] = (HsptRevalidate) {
-            .page = (uint64_t)pfn << qemu_target_page_bits(),
-            .npages = n, .mmu_idx = mmu_idx };
-        pfn += n - 1;
+            .page = (uint64_t)units[i].va_pfn << qemu_target_page_bits(),
+            .npages = units[i].npages, .mmu_idx = mmu_idx };
     }
     /* Blocks are recorded again when their fresh lookup maps them. */
     hspt_slot_forget_blocks(slot);

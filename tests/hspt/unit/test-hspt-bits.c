@@ -1,11 +1,13 @@
 /*
  * Unit tests for the pure shadow bookkeeping pieces: the large-page range
- * of a region and the reverse-map entry encoding.
+ * of a region, the reverse-map entry encoding and the split of a region
+ * into revalidation units.
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
 
 #include "qemu/osdep.h"
+#include "qemu/bitmap.h"
 #include "hspt-bits.h"
 
 static void test_lp_empty(void)
@@ -73,6 +75,71 @@ static void test_rmap_roundtrip(void)
     g_assert_cmphex(hspt_rmap_pack(in[0]), !=, hspt_rmap_pack(in[1]));
 }
 
+/* A slot: pages 5, a 512-page block at 512, and page 2000 mapped. */
+static unsigned long *units_slot(void)
+{
+    unsigned long *mapped = bitmap_new(4096);
+
+    set_bit(5, mapped);
+    bitmap_set(mapped, 512, 512);
+    set_bit(2000, mapped);
+    return mapped;
+}
+
+static void test_units_pages_and_blocks(void)
+{
+    g_autofree unsigned long *mapped = units_slot();
+    HsptBlock blocks[] = { { 512, 512 } };
+    HsptUnit out[8];
+
+    g_assert_cmpint(hspt_revalidation_units(mapped, 4096, blocks, 1, out, 8),
+                    ==, 3);
+    g_assert_cmpuint(out[0].va_pfn, ==, 5);
+    g_assert_cmpuint(out[0].npages, ==, 1);
+    g_assert_cmpuint(out[1].va_pfn, ==, 512);
+    g_assert_cmpuint(out[1].npages, ==, 512);
+    g_assert_cmpuint(out[2].va_pfn, ==, 2000);
+    g_assert_cmpuint(out[2].npages, ==, 1);
+}
+
+static void test_units_without_blocks(void)
+{
+    g_autofree unsigned long *mapped = units_slot();
+    HsptUnit out[1024];
+
+    /* Pages of a large page mapped one by one are single units. */
+    g_assert_cmpint(hspt_revalidation_units(mapped, 4096, NULL, 0, out, 1024),
+                    ==, 514);
+    g_assert_cmpuint(out[513].va_pfn, ==, 2000);
+}
+
+static void test_units_block_head_unmapped(void)
+{
+    g_autofree unsigned long *mapped = units_slot();
+    HsptBlock blocks[] = { { 512, 512 } };
+    HsptUnit out[8];
+
+    /* A block that lost its first page cannot be revalidated whole. */
+    clear_bit(512, mapped);
+    g_assert_cmpint(hspt_revalidation_units(mapped, 4096, blocks, 1, out, 8),
+                    ==, -1);
+    /* One that lost later pages still can (its lookup maps it again). */
+    set_bit(512, mapped);
+    clear_bit(700, mapped);
+    g_assert_cmpint(hspt_revalidation_units(mapped, 4096, blocks, 1, out, 8),
+                    ==, 3);
+}
+
+static void test_units_too_many(void)
+{
+    g_autofree unsigned long *mapped = units_slot();
+    HsptBlock blocks[] = { { 512, 512 } };
+    HsptUnit out[2];
+
+    g_assert_cmpint(hspt_revalidation_units(mapped, 4096, blocks, 1, out, 2),
+                    ==, -1);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -81,5 +148,11 @@ int main(int argc, char **argv)
     g_test_add_func("/hspt/lp/widens", test_lp_widens_to_cover_both);
     g_test_add_func("/hspt/lp/opposite-halves", test_lp_opposite_halves);
     g_test_add_func("/hspt/rmap/roundtrip", test_rmap_roundtrip);
+    g_test_add_func("/hspt/units/pages-and-blocks",
+                    test_units_pages_and_blocks);
+    g_test_add_func("/hspt/units/without-blocks", test_units_without_blocks);
+    g_test_add_func("/hspt/units/block-head-unmapped",
+                    test_units_block_head_unmapped);
+    g_test_add_func("/hspt/units/too-many", test_units_too_many);
     return g_test_run();
 }
