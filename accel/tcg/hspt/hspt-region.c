@@ -236,14 +236,40 @@ void hspt_cpu_exec_enter(CPUState *cpu)
 }
 
 /*
- * VMAs a slot may have added to the process (an estimate from above: every
- * mmap over part of a mapping can split it); a wholesale flush returns
- * the region to a single VMA.
+ * VMAs a slot may have added to the process, an estimate from above: an
+ * mmap or mprotect of a range splits at most two VMAs. Unmapping a page
+ * whose neighbours are both unmapped gives two back (its own VMA merges
+ * with the reservations on either side); a wholesale flush returns the
+ * region to a single VMA.
  */
 static void hspt_account_vmas(HsptSlot *slot, unsigned n)
 {
     slot->vmas += n;
     qatomic_add(&hspt_stats.vmas, n);
+}
+
+static void hspt_unaccount_vmas(HsptSlot *slot, unsigned n)
+{
+    n = MIN(n, slot->vmas);
+    slot->vmas -= n;
+    qatomic_sub(&hspt_stats.vmas, n);
+}
+
+/*
+ * Whether the reservation, not a mapping, borders guest page PFN. Below
+ * page 0 lies whatever precedes the slot: count it as a mapping.
+ */
+static bool hspt_slot_reserved(HsptSlot *slot, int64_t pfn)
+{
+    return pfn >= 0 &&
+           (pfn >= hspt_slot_pages() || !test_bit(pfn, slot->mapped));
+}
+
+/* Both neighbours of PFN reserved: its VMA is exactly that page. */
+static bool hspt_slot_page_isolated(HsptSlot *slot, uint32_t pfn)
+{
+    return hspt_slot_reserved(slot, (int64_t)pfn - 1) &&
+           hspt_slot_reserved(slot, (int64_t)pfn + 1);
 }
 
 /* Host address of guest VA 0 in slot S of space SP. */
@@ -268,10 +294,13 @@ static void hspt_slot_unmap_page(HsptSpace *sp, HsptSlot *slot,
     clear_bit(va_pfn, slot->writable);
     slot->n_mapped--;
     sp->n_mapped--;
-    if (slot->n_mapped) {
-        hspt_account_vmas(slot, 2);
-    } else {
+    if (!slot->n_mapped) {
         hspt_slot_vmas_reset(slot);     /* adjacent reservations merge */
+    } else if (hspt_slot_page_isolated(slot, va_pfn)) {
+        hspt_unaccount_vmas(slot, 2);
+    } else if (!hspt_slot_reserved(slot, (int64_t)va_pfn - 1) &&
+               !hspt_slot_reserved(slot, (int64_t)va_pfn + 1)) {
+        hspt_account_vmas(slot, 2);     /* may split a larger mapping */
     }
     qatomic_dec(&hspt_stats.mapped_pages);
     qatomic_inc(&hspt_stats.page_flushes);
@@ -311,6 +340,14 @@ static void hspt_queue_prefill(HsptCPU *hc, HsptSpace *from, HsptSpace *to)
                 .npages = 1, .mmu_idx = idx, .prefill = true };
         }
     }
+}
+
+bool hspt_page_is_hot(CPUState *cpu, int mmu_idx, uint64_t va)
+{
+    HsptSlot *slot = &hspt_cpu(cpu)->cur->slot[hspt_slot_of_idx[mmu_idx]];
+
+    return slot->page_flushes[va >> qemu_target_page_bits()] >=
+           HSPT_HOT_PAGE_FLUSHES;
 }
 
 /* A space gets another context: its pages start afresh. */
@@ -748,6 +785,10 @@ void hspt_write_protect_host_locked(CPUState *cpu, uintptr_t host,
             base = hspt_slot_base(sp, ref.slot);
             if (mprotect(base + ((uint64_t)ref.va_pfn << bits), psize,
                          PROT_READ) == 0) {
+                if (!hspt_slot_page_isolated(&sp->slot[ref.slot],
+                                             ref.va_pfn)) {
+                    hspt_account_vmas(&sp->slot[ref.slot], 2);
+                }
                 clear_bit(ref.va_pfn, sp->slot[ref.slot].writable);
                 qatomic_inc(&hspt_stats.write_protects);
             } else {
@@ -822,6 +863,7 @@ bool hspt_map_locked(CPUState *cpu, int mmu_idx, uint64_t va, void *host,
     uint32_t rp;
     RAMBlock *rb;
     bool ok = false;
+    unsigned vmas = 2;
     void *p;
 
     if (s < 0) {
@@ -874,6 +916,12 @@ bool hspt_map_locked(CPUState *cpu, int mmu_idx, uint64_t va, void *host,
         }
     }
 
+    /* A fresh range only splits the reservations on either side. */
+    if (find_next_bit(slot->mapped, va_pfn + npages, va_pfn) >=
+        va_pfn + npages) {
+        vmas = hspt_slot_reserved(slot, (int64_t)va_pfn - 1) +
+               hspt_slot_reserved(slot, (int64_t)va_pfn + npages);
+    }
     p = mmap(addr, npages * psize, PROT_READ | (writable ? PROT_WRITE : 0),
              MAP_SHARED | MAP_FIXED, rb->fd, rb->fd_offset + offset);
     if (p == MAP_FAILED) {
@@ -892,7 +940,7 @@ bool hspt_map_locked(CPUState *cpu, int mmu_idx, uint64_t va, void *host,
         }
         goto out;
     }
-    hspt_account_vmas(slot, 2);
+    hspt_account_vmas(slot, vmas);
     for (size_t i = 0; i < npages; i++) {
         if (!test_and_set_bit(va_pfn + i, slot->mapped)) {
             slot->n_mapped++;
@@ -978,7 +1026,11 @@ void hspt_context_switch(CPUState *cpu, const HsptContextKey *key,
         }
         hspt_space_alloc(next);
         if (next->n_mapped) {
-            hspt_space_flush(next);
+            /*
+             * Another context's pages: revalidated under the new one below
+             * (global kernel pages stay), or dropped if it cannot be walked.
+             */
+            next->stale = true;
             qatomic_inc(&hspt_stats.reassigns);
             reassigned = true;
         }

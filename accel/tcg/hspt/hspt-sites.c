@@ -55,11 +55,13 @@ const TranslationBlock *hspt_take_redirect(void)
 }
 
 /*
- * A redirected access of TB could not be given a mapping. Called from the
- * slow path with no lock held; invalidating the running TB is safe, as for
- * self-modifying code: it runs to its end and is not entered again.
+ * A redirected access of TB could not be given a mapping; LASTING if it
+ * will not get one soon either (a hot page), so that counting is moot.
+ * Called from the slow path with no lock held; invalidating the running
+ * TB is safe, as for self-modifying code: it runs to its end and is not
+ * entered again.
  */
-void hspt_site_miss(const TranslationBlock *tb)
+void hspt_site_miss(const TranslationBlock *tb, bool lasting)
 {
     int64_t key = tb->page_addr[0];
     gpointer n;
@@ -69,12 +71,12 @@ void hspt_site_miss(const TranslationBlock *tb)
     }
     qemu_mutex_lock(&hspt_sites_lock);
     n = g_hash_table_lookup(hspt_site_misses, &key);
-    if (!n) {
+    if (!n && !lasting) {
         int64_t *k = g_new(int64_t, 1);
 
         *k = key;
         g_hash_table_insert(hspt_site_misses, k, GUINT_TO_POINTER(1));
-    } else if (GPOINTER_TO_UINT(n) + 1 < HSPT_SITE_MISS_LIMIT) {
+    } else if (!lasting && GPOINTER_TO_UINT(n) + 1 < HSPT_SITE_MISS_LIMIT) {
         /* insert, not replace: keeps the stored key, not &key */
         g_hash_table_insert(hspt_site_misses, &key,
                             GUINT_TO_POINTER(GPOINTER_TO_UINT(n) + 1));

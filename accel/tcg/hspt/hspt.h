@@ -162,7 +162,9 @@ uintptr_t hspt_tcg_find_stub(uintptr_t host_pc, const TranslationBlock **tb);
 void hspt_sites_init(void);
 void hspt_note_redirect(const TranslationBlock *tb);
 const TranslationBlock *hspt_take_redirect(void);
-void hspt_site_miss(const TranslationBlock *tb);
+void hspt_site_miss(const TranslationBlock *tb, bool lasting);
+/* MMU_IDX's page at VA is hot in the current space (see hspt-region.c). */
+bool hspt_page_is_hot(CPUState *cpu, int mmu_idx, uint64_t va);
 /* TB (being translated) must use the softmmu path for every access. */
 bool hspt_tb_softmmu_only(const TranslationBlock *tb);
 
