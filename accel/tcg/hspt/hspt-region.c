@@ -1139,8 +1139,9 @@ void hspt_format_info(GString *buf)
         STAT(page_flushes), STAT(region_flushes), STAT(asid_flushes),
         STAT(evictions));
     g_string_append_printf(buf,
-        "page flushes looked up again at once: %" PRIu64 ", %" PRIu64
-        " of them unmapped\n", STAT(revalidated), STAT(revalidate_unmaps));
+        "revalidated: %" PRIu64 " pages or large pages looked up again "
+        "instead of dropped, %" PRIu64 " of them unmapped\n",
+        STAT(revalidated), STAT(revalidate_unmaps));
     g_string_append_printf(buf,
         "slow-path lookups that found their page mapped: %" PRIu64 "\n",
         STAT(refills_skipped));
