@@ -51,17 +51,14 @@ static inline bool hspt_lp_covers(const HsptLargePages *lp, uint32_t va)
     return lp->any && ((va ^ lp->addr) & lp->mask) == 0;
 }
 
-/* A large guest page mapped whole (one mmap) since the last slot flush. */
+/*
+ * A run of guest pages: a large page mapped whole (one mmap) since the last
+ * slot flush, or a unit of revalidation (one page, or such a block).
+ */
 typedef struct HsptBlock {
     uint32_t va_pfn;
     uint32_t npages;
 } HsptBlock;
-
-/* A unit of revalidation: one page, or a block as its first page. */
-typedef struct HsptUnit {
-    uint32_t va_pfn;
-    uint32_t npages;
-} HsptUnit;
 
 /*
  * Split the NPAGES-page bitmap MAPPED of a slot into revalidation units:
@@ -74,7 +71,7 @@ static inline int hspt_revalidation_units(const unsigned long *mapped,
                                           size_t npages,
                                           const HsptBlock *blocks,
                                           unsigned n_blocks,
-                                          HsptUnit *out, unsigned max)
+                                          HsptBlock *out, unsigned max)
 {
     unsigned n = 0, b = 0;
 
@@ -94,7 +91,7 @@ static inline int hspt_revalidation_units(const unsigned long *mapped,
         if (n == max) {
             return -1;
         }
-        out[n++] = (HsptUnit) { pfn, len };
+        out[n++] = (HsptBlock) { pfn, len };
         pfn += len - 1;
     }
     return n;

@@ -49,6 +49,7 @@
 
 bool hspt_enabled;
 int8_t hspt_slot_of_idx[16] = { [0 ... 15] = -1 };
+static int8_t hspt_idx_of_slot[HSPT_MAX_SLOTS];
 HsptStats hspt_stats;
 
 static HsptCPU *hspt_cpus;
@@ -306,6 +307,23 @@ static void hspt_slot_unmap_page(HsptSpace *sp, HsptSlot *slot,
     qatomic_inc(&hspt_stats.page_flushes);
 }
 
+/*
+ * Forget the pages of [VA_PFN, VA_PFN + NPAGES) that SLOT of SP maps, once
+ * the range is reserved again. VMA accounting is the caller's.
+ */
+static void hspt_slot_forget_range(HsptSpace *sp, HsptSlot *slot,
+                                   uint32_t va_pfn, size_t npages)
+{
+    for (size_t i = 0; i < npages; i++) {
+        if (test_and_clear_bit(va_pfn + i, slot->mapped)) {
+            clear_bit(va_pfn + i, slot->writable);
+            slot->n_mapped--;
+            sp->n_mapped--;
+            qatomic_dec(&hspt_stats.mapped_pages);
+        }
+    }
+}
+
 /* A page flush (not a region flush) dropped the mapping of VA_PFN. */
 static void hspt_count_page_flush(HsptSlot *slot, uint32_t va_pfn)
 {
@@ -487,14 +505,7 @@ static void hspt_block_revalidated(HsptCPU *hc, unsigned s, uint32_t va_pfn,
     }
     hspt_reserve_or_die(base + ((uint64_t)va_pfn << bits),
                         (size_t)npages << bits);
-    for (uint32_t i = 0; i < npages; i++) {
-        if (test_and_clear_bit(va_pfn + i, slot->mapped)) {
-            clear_bit(va_pfn + i, slot->writable);
-            slot->n_mapped--;
-            sp->n_mapped--;
-            qatomic_dec(&hspt_stats.mapped_pages);
-        }
-    }
+    hspt_slot_forget_range(sp, slot, va_pfn, npages);
     if (slot->n_mapped) {
         hspt_account_vmas(slot, 2);
     } else {
@@ -617,8 +628,8 @@ void hspt_flush_all_prepare(CPUState *cpu)
 static void hspt_slot_flush_or_queue(HsptCPU *hc, unsigned s)
 {
     HsptSlot *slot = &hc->cur->slot[s];
-    HsptUnit units[HSPT_REVALIDATE_MAX];
-    int mmu_idx = -1, n;
+    HsptBlock units[HSPT_REVALIDATE_MAX];
+    int n;
 
     if (slot->n_mapped == 0 || slot->blocks_overflow) {
         hspt_slot_flush(hc->cur, s);
@@ -633,15 +644,10 @@ static void hspt_slot_flush_or_queue(HsptCPU *hc, unsigned s)
         hspt_slot_flush(hc->cur, s);
         return;
     }
-    for (int idx = 0; idx < 16; idx++) {
-        if (hspt_slot_of_idx[idx] == s) {
-            mmu_idx = idx;
-        }
-    }
     for (int i = 0; i < n; i++) {
         hc->reval[hc->n_reval++] = (HsptRevalidate) {
             .page = (uint64_t)units[i].va_pfn << qemu_target_page_bits(),
-            .npages = units[i].npages, .mmu_idx = mmu_idx };
+            .npages = units[i].npages, .mmu_idx = hspt_idx_of_slot[s] };
     }
     /* Blocks are recorded again when their fresh lookup maps them. */
     hspt_slot_forget_blocks(slot);
@@ -883,15 +889,15 @@ bool hspt_map_locked(CPUState *cpu, int mmu_idx, uint64_t va, void *host,
     slot = &sp->slot[s];
     addr = hspt_slot_base(sp, s) + va;
 
+    if (slot->page_flushes[va_pfn] >= HSPT_HOT_PAGE_FLUSHES) {
+        qatomic_inc(&hspt_stats.hot_refusals);
+        goto out;
+    }
     /*
      * Slow-path lookups that did not come from a shadow miss (softmmu-only
      * TBs, unaligned or page-crossing accesses, helpers) mostly find the
      * page mapped already: skip the syscall.
      */
-    if (slot->page_flushes[va_pfn] >= HSPT_HOT_PAGE_FLUSHES) {
-        qatomic_inc(&hspt_stats.hot_refusals);
-        goto out;
-    }
     if (hspt_slot_maps(slot, va_pfn, rp, npages, writable)) {
         qatomic_inc(&hspt_stats.refills_skipped);
         if (lg_page_size > bits) {
@@ -929,15 +935,7 @@ bool hspt_map_locked(CPUState *cpu, int mmu_idx, uint64_t va, void *host,
         trace_hspt_mmap_error(cpu->cpu_index, va, errno);
         qatomic_inc(&hspt_stats.mmap_errors);
         hspt_reserve_or_die(addr, npages * psize);
-        for (size_t i = 0; i < npages; i++) {
-            if (test_bit(va_pfn + i, slot->mapped)) {
-                clear_bit(va_pfn + i, slot->mapped);
-                clear_bit(va_pfn + i, slot->writable);
-                slot->n_mapped--;
-                sp->n_mapped--;
-                qatomic_dec(&hspt_stats.mapped_pages);
-            }
-        }
+        hspt_slot_forget_range(sp, slot, va_pfn, npages);
         goto out;
     }
     hspt_account_vmas(slot, vmas);
@@ -1217,6 +1215,7 @@ bool hspt_region_init(unsigned max_cpus, uint16_t idx_mask, unsigned nspaces,
     for (int idx = 0; idx < 16; idx++) {
         if (idx_mask & (1 << idx)) {
             assert(hspt_nslots < HSPT_MAX_SLOTS);
+            hspt_idx_of_slot[hspt_nslots] = idx;
             hspt_slot_of_idx[idx] = hspt_nslots++;
         }
     }

@@ -90,7 +90,7 @@ static void test_units_pages_and_blocks(void)
 {
     g_autofree unsigned long *mapped = units_slot();
     HsptBlock blocks[] = { { 512, 512 } };
-    HsptUnit out[8];
+    HsptBlock out[8];
 
     g_assert_cmpint(hspt_revalidation_units(mapped, 4096, blocks, 1, out, 8),
                     ==, 3);
@@ -105,7 +105,7 @@ static void test_units_pages_and_blocks(void)
 static void test_units_without_blocks(void)
 {
     g_autofree unsigned long *mapped = units_slot();
-    HsptUnit out[1024];
+    HsptBlock out[1024];
 
     /* Pages of a large page mapped one by one are single units. */
     g_assert_cmpint(hspt_revalidation_units(mapped, 4096, NULL, 0, out, 1024),
@@ -117,7 +117,7 @@ static void test_units_block_head_unmapped(void)
 {
     g_autofree unsigned long *mapped = units_slot();
     HsptBlock blocks[] = { { 512, 512 } };
-    HsptUnit out[8];
+    HsptBlock out[8];
 
     /* A block that lost its first page cannot be revalidated whole. */
     clear_bit(512, mapped);
@@ -134,7 +134,7 @@ static void test_units_too_many(void)
 {
     g_autofree unsigned long *mapped = units_slot();
     HsptBlock blocks[] = { { 512, 512 } };
-    HsptUnit out[2];
+    HsptBlock out[2];
 
     g_assert_cmpint(hspt_revalidation_units(mapped, 4096, blocks, 1, out, 2),
                     ==, -1);
