@@ -6,6 +6,8 @@ Stages (all by default; pick with --only STAGE[,STAGE]):
   unit     our unit tests and hspt-boot-test, a qtest (meson suite "hspt")
   qtest    QEMU's arm qtests (meson suite "qtest-arm")
   tcg      QEMU's check-tcg arm-softmmu system tests
+  bare     bare-metal TLB invalidation test (tests/hspt/baremetal), every
+           organisation and hspt=off
   user     static workloads under build/qemu-arm against the expected checksums
   guest    every workload on every guest kernel against the expected checksums
 
@@ -29,7 +31,7 @@ import hsptguest  # noqa: E402
 QEMU_BUILD = os.path.join(hsptguest.BUILD, "qemu")
 LOGDIR = os.path.join(hsptguest.BUILD, "check")
 EXPECTED = os.path.join(hsptguest.REPO, "tests", "hspt", "guest", "expected.txt")
-STAGES = ["cli", "unit", "qtest", "tcg", "user", "guest"]
+STAGES = ["cli", "unit", "qtest", "tcg", "bare", "user", "guest"]
 
 # The reference kernel whose hspt=off results define expected.txt.
 REFERENCE_KERNEL = "lpae-6.1"
@@ -220,6 +222,53 @@ def stage_tcg(t):
         t.add(rc == 0 and fills and fills[0] > 0,
               "tcg: %s with hspt=on (direct path used)" % name,
               "rc=%d fills=%s, see build/check/tcg-hspt-%s.log" % (rc, fills, name))
+
+
+BAREMETAL = os.path.join(hsptguest.REPO, "tests", "hspt", "baremetal")
+BARE_CONFIGS = [
+    ("hspt=off", []),
+    ("hspt=on", ["-accel", "tcg,hspt=on"]),
+    ("hspt-spt=private", ["-accel", "tcg,hspt=on,hspt-spt=private"]),
+    ("hspt-spt=shared", ["-accel", "tcg,hspt=on,hspt-spt=shared"]),
+]
+
+
+def stage_bare(t):
+    """tlbi-test on two vCPUs (MTTCG): no stale translation after a TLBI."""
+    elf = os.path.join(LOGDIR, "tlbi-test.elf")
+    rc, out = run(["arm-linux-gnueabihf-gcc", "-march=armv7-a", "-marm",
+                   "-mfloat-abi=soft", "-O2", "-Wall", "-Wextra", "-Werror",
+                   "-ffreestanding", "-fno-builtin", "-nostdlib", "-static",
+                   "-Wl,--build-id=none", "-Wl,-z,noexecstack",
+                   "-Wl,--no-warn-rwx-segments",
+                   "-T", os.path.join(BAREMETAL, "link.ld"),
+                   os.path.join(BAREMETAL, "start.S"),
+                   os.path.join(BAREMETAL, "tlbi-test.c"), "-o", elf],
+                  "bare-build.log", timeout=300)
+    if rc != 0:
+        t.add(False, "bare: build tlbi-test", "see build/check/bare-build.log")
+        return
+    for label, accel in BARE_CONFIGS:
+        log = "bare-tlbi-%s.log" % label.replace("=", "-")
+        rc, out = run([hsptguest.QEMU_SYSTEM, "-M", "virt", "-cpu", "max",
+                       "-smp", "2", "-display", "none", "-monitor", "none",
+                       "-serial", "stdio", "-kernel", elf] + accel,
+                      log, timeout=300, env={"QEMU_HSPT_STATS": "1"})
+        t.add(rc == 0 and "\nTLBI OK" in out and "FAIL" not in out,
+              "bare: tlbi-test, %s, 2 vCPUs" % label,
+              "rc=%d, see build/check/%s" % (rc, log))
+        if not accel:
+            continue
+        # The direct path was used; with several spaces, switches found
+        # their context's shadow kept (a shared space cannot).
+        fills = re.findall(r"^fills: (\d+) pages", out, re.M)
+        hits = re.findall(r"^context switches: \d+, (\d+) to a space", out,
+                          re.M)
+        kept = label == "hspt-spt=shared" or (hits and int(hits[0]) > 0)
+        t.add(bool(fills) and int(fills[0]) > 0 and kept,
+              "bare: tlbi-test, %s: shadow used (info hspt)" % label,
+              "fills=%s switch hits=%s, see build/check/%s"
+              % (fills, hits, log))
 
 
 def load_expected():

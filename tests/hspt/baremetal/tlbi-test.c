@@ -1,0 +1,769 @@
+/*
+ * qemu-hspt bare-metal test: every TLB invalidation the architecture
+ * requires is honoured, per ASID, for global and non-global pages, in
+ * every shadowed view (PL1, PL0 via LDRT/STRT, PL1 with PAN), and as
+ * inner-shareable broadcast to the other vCPU.
+ *
+ * Runs on -M virt -cpu max -smp 2 with short-descriptor page tables and
+ * Linux's way of switching contexts (TTBR0 to global-only tables, new
+ * ASID in CONTEXTIDR, then the new TTBR0). Each check changes a page-table
+ * entry, issues one TLBI flavour and reads (or writes) through the
+ * changed translation, possibly after switching to the other context or
+ * on the other vCPU: the access must see the new translation. Entries the
+ * architecture merely permits to stay (TLBIASID on a global page, say)
+ * are not checked either way.
+ *
+ * Prints "FAIL: ..." per failed check and ends with "TLBI OK" or
+ * "TLBI FAILED", then powers off through PSCI.
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#define UART_DR         ((volatile uint32_t *)0x09000000)
+#define UART_CR         ((volatile uint32_t *)0x09000030)
+#define UART_CR_ON      0x301u          /* UARTEN, TXE, RXE */
+#define RAM_BASE        0x40000000u
+#define RAM_SECTIONS    16              /* 16 MiB identity mapped */
+
+#define PSCI_CPU_ON     0x84000003u
+#define PSCI_SYSTEM_OFF 0x84000008u
+
+/* Test windows: per-context pages and global pages. */
+#define USER_VA         0x10000000u     /* L2 table per ASID, nG */
+#define GLOBAL_VA       0x10100000u     /* one L2 table shared, global */
+#define USER_DOMAIN     1
+
+#define CPSR_PAN        (1u << 22)
+
+#define NPAGES          64
+#define NO_VALUE        0xffffffffu
+
+/* Short-descriptor formats (ARM DDI 0406C, B3.5). */
+#define L1_TABLE        0x1u
+#define L1_SECTION      0x2u
+#define L1_DOMAIN(d)    ((uint32_t)(d) << 5)
+#define SECT_AP_PRIV    (1u << 10)     /* PL1 RW, no PL0 access */
+#define SECT_CB         0xcu
+#define SECT_XN         0x10u
+#define PTE_SMALL       0x2u
+#define PTE_CB          0xcu
+#define PTE_NG          (1u << 11)
+
+/* AP[2:0] of small pages */
+enum { AP_PRIV_RW = 1, AP_USER_RO = 2, AP_ALL_RW = 3, AP_ALL_RO = 7 };
+
+static inline uint32_t pte_ap(unsigned ap)
+{
+    return ((ap & 3) << 4) | ((ap >> 2) << 9);
+}
+
+static uint32_t l1[3][4096] __attribute__((aligned(16384)));  /* [0]: global */
+static uint32_t l2_user[3][256] __attribute__((aligned(1024)));
+static uint32_t l2_global[256] __attribute__((aligned(1024)));
+static uint32_t pages[NPAGES][1024] __attribute__((aligned(4096)));
+
+static volatile uint32_t aborts[2];
+static volatile uint32_t last_dfsr[2];
+static unsigned checks, failures;
+static bool have_pan;
+
+/* Mailbox for vCPU 1 */
+enum { CMD_NONE, CMD_SWITCH, CMD_READ, CMD_READ_USER };
+static volatile uint32_t mb_seq, mb_done, mb_cmd, mb_arg, mb_result;
+static volatile uint32_t cpu1_up;
+
+/* --- output ------------------------------------------------------------ */
+
+static void put_char(char c)
+{
+    *UART_DR = (uint32_t)c;
+}
+
+static void put_str(const char *s)
+{
+    while (*s) {
+        put_char(*s++);
+    }
+}
+
+static void put_hex(uint32_t v)
+{
+    put_str("0x");
+    for (int i = 28; i >= 0; i -= 4) {
+        put_char("0123456789abcdef"[(v >> i) & 0xf]);
+    }
+}
+
+static void put_dec(uint32_t v)
+{
+    char buf[12];
+    int n = 0;
+
+    do {
+        buf[n++] = '0' + v % 10;
+        v /= 10;
+    } while (v);
+    while (n) {
+        put_char(buf[--n]);
+    }
+}
+
+/* --- CPU operations ------------------------------------------------------ */
+
+static inline uint32_t cpu_index(void)
+{
+    uint32_t mpidr;
+
+    asm volatile("mrc p15, 0, %0, c0, c0, 5" : "=r"(mpidr));
+    return mpidr & 0xff;
+}
+
+static inline void dsb(void)
+{
+    asm volatile("dsb" ::: "memory");
+}
+
+static inline void isb(void)
+{
+    asm volatile("isb" ::: "memory");
+}
+
+#define CP15_WRITE(crn, op1, crm, op2, v) \
+    asm volatile("mcr p15, " #op1 ", %0, " #crn ", " #crm ", " #op2 \
+                 :: "r"(v) : "memory")
+
+static void psci_call(uint32_t fn, uint32_t a1, uint32_t a2, uint32_t a3)
+{
+    register uint32_t r0 asm("r0") = fn;
+    register uint32_t r1 asm("r1") = a1;
+    register uint32_t r2 asm("r2") = a2;
+    register uint32_t r3 asm("r3") = a3;
+
+    asm volatile(".arch_extension virt\n\thvc #0"
+                 : "+r"(r0) : "r"(r1), "r"(r2), "r"(r3) : "memory");
+}
+
+/* After a page-table store, before the TLBI (as Linux does). */
+static void tlbi_begin(void)
+{
+    dsb();
+}
+
+static void tlbi_end(void)
+{
+    dsb();
+    isb();
+}
+
+enum tlbi {
+    TLBIALL, TLBIMVA, TLBIASID, TLBIMVAA,
+    TLBIALLIS, TLBIMVAIS, TLBIASIDIS, TLBIMVAAIS,
+};
+
+static const char *const tlbi_name[] = {
+    "TLBIALL", "TLBIMVA", "TLBIASID", "TLBIMVAA",
+    "TLBIALLIS", "TLBIMVAIS", "TLBIASIDIS", "TLBIMVAAIS",
+};
+
+/* Invalidate VA of ASID with flavour OP. */
+static void tlbi(enum tlbi op, uint32_t va, uint32_t asid)
+{
+    uint32_t mva = (va & ~0xfffu) | asid;
+
+    tlbi_begin();
+    switch (op) {
+    case TLBIALL:
+        CP15_WRITE(c8, 0, c7, 0, 0);
+        break;
+    case TLBIMVA:
+        CP15_WRITE(c8, 0, c7, 1, mva);
+        break;
+    case TLBIASID:
+        CP15_WRITE(c8, 0, c7, 2, asid);
+        break;
+    case TLBIMVAA:
+        CP15_WRITE(c8, 0, c7, 3, va & ~0xfffu);
+        break;
+    case TLBIALLIS:
+        CP15_WRITE(c8, 0, c3, 0, 0);
+        break;
+    case TLBIMVAIS:
+        CP15_WRITE(c8, 0, c3, 1, mva);
+        break;
+    case TLBIASIDIS:
+        CP15_WRITE(c8, 0, c3, 2, asid);
+        break;
+    case TLBIMVAAIS:
+        CP15_WRITE(c8, 0, c3, 3, va & ~0xfffu);
+        break;
+    }
+    tlbi_end();
+}
+
+static void set_dacr(uint32_t dacr)
+{
+    CP15_WRITE(c3, 0, c0, 0, dacr);
+    isb();
+}
+
+static uint32_t dacr_with(unsigned domain, unsigned type)
+{
+    return (0x55555555u & ~(3u << (2 * domain))) | (type << (2 * domain));
+}
+
+/* Linux's switch_mm with short descriptors (cpu_v7_switch_mm). */
+static void switch_to(uint32_t asid)
+{
+    CP15_WRITE(c2, 0, c0, 0, (uint32_t)(uintptr_t)l1[0]);
+    isb();
+    CP15_WRITE(c13, 0, c0, 1, asid);
+    isb();
+    CP15_WRITE(c2, 0, c0, 0, (uint32_t)(uintptr_t)l1[asid]);
+    isb();
+}
+
+/* CPSR.PAN by MSR (QEMU has no A32 SETPAN). */
+static void set_pan(bool on)
+{
+    uint32_t cpsr;
+
+    asm volatile("mrs %0, cpsr" : "=r"(cpsr));
+    cpsr = on ? cpsr | CPSR_PAN : cpsr & ~CPSR_PAN;
+    asm volatile("msr cpsr_fsxc, %0\n\tisb" :: "r"(cpsr) : "memory");
+}
+
+/* --- accesses: NO_VALUE and an abort when the access faults ------------- */
+
+static uint32_t read_priv(uint32_t va)
+{
+    uint32_t v;
+
+    asm volatile("mvn %0, #0\n\tldr %0, [%1]" : "=&r"(v) : "r"(va) : "memory");
+    return v;
+}
+
+static uint32_t read_user(uint32_t va)
+{
+    uint32_t v;
+
+    asm volatile("mvn %0, #0\n\tldrt %0, [%1]" : "=&r"(v) : "r"(va) : "memory");
+    return v;
+}
+
+static uint32_t read_pan(uint32_t va)
+{
+    uint32_t v;
+
+    set_pan(true);
+    v = read_priv(va);
+    set_pan(false);
+    return v;
+}
+
+/* True if the store faulted. */
+static bool write_priv(uint32_t va, uint32_t v)
+{
+    uint32_t before = aborts[cpu_index()];
+
+    asm volatile("str %0, [%1]" :: "r"(v), "r"(va) : "memory");
+    return aborts[cpu_index()] != before;
+}
+
+static bool write_user(uint32_t va, uint32_t v)
+{
+    uint32_t before = aborts[cpu_index()];
+
+    asm volatile("strt %0, [%1]" :: "r"(v), "r"(va) : "memory");
+    return aborts[cpu_index()] != before;
+}
+
+void data_abort(uint32_t dfsr, uint32_t dfar);
+void data_abort(uint32_t dfsr, uint32_t dfar)
+{
+    uint32_t cpu = cpu_index();
+
+    (void)dfar;
+    last_dfsr[cpu] = dfsr;
+    aborts[cpu]++;
+}
+
+static void power_off(void)
+{
+    psci_call(PSCI_SYSTEM_OFF, 0, 0, 0);
+    for (;;) {
+        asm volatile("wfi");
+    }
+}
+
+void unexpected_exception(uint32_t lr, uint32_t cpsr);
+void unexpected_exception(uint32_t lr, uint32_t cpsr)
+{
+    put_str("FAIL: unexpected exception, lr ");
+    put_hex(lr);
+    put_str(" cpsr ");
+    put_hex(cpsr);
+    put_str("\nTLBI FAILED\n");
+    power_off();
+}
+
+/* --- page tables --------------------------------------------------------- */
+
+static uint32_t marker(unsigned page)
+{
+    return 0xa5000000u | page;
+}
+
+static uint32_t page_pa(unsigned page)
+{
+    return (uint32_t)(uintptr_t)pages[page];
+}
+
+static uint32_t *pte_of(uint32_t asid, uint32_t va)
+{
+    if ((va & 0xfff00000u) == GLOBAL_VA) {
+        return &l2_global[(va >> 12) & 0xff];
+    }
+    return &l2_user[asid][(va >> 12) & 0xff];
+}
+
+/* Map VA of ASID (global pages: of every ASID) to test page PAGE. */
+static void map(uint32_t asid, uint32_t va, unsigned page, unsigned ap)
+{
+    uint32_t ng = (va & 0xfff00000u) == GLOBAL_VA ? 0 : PTE_NG;
+
+    *pte_of(asid, va) = page_pa(page) | pte_ap(ap) | ng | PTE_CB | PTE_SMALL;
+}
+
+static void unmap(uint32_t asid, uint32_t va)
+{
+    *pte_of(asid, va) = 0;
+}
+
+static void build_tables(void)
+{
+    for (unsigned t = 0; t < 3; t++) {
+        for (unsigned s = 0; s < RAM_SECTIONS; s++) {
+            uint32_t base = RAM_BASE + (s << 20);
+
+            l1[t][base >> 20] = base | SECT_AP_PRIV | SECT_CB | L1_SECTION;
+        }
+        l1[t][0x090] = 0x09000000u | SECT_AP_PRIV | SECT_XN | L1_SECTION;
+        if (t) {
+            l1[t][USER_VA >> 20] = (uint32_t)(uintptr_t)l2_user[t] |
+                                   L1_DOMAIN(USER_DOMAIN) | L1_TABLE;
+            l1[t][GLOBAL_VA >> 20] = (uint32_t)(uintptr_t)l2_global |
+                                     L1_DOMAIN(USER_DOMAIN) | L1_TABLE;
+        }
+    }
+    for (unsigned p = 0; p < NPAGES; p++) {
+        pages[p][0] = marker(p);
+    }
+    dsb();
+}
+
+static void mmu_on(void)
+{
+    uint32_t sctlr;
+
+    CP15_WRITE(c2, 0, c0, 2, 0);                        /* TTBCR: TTBR0 only */
+    set_dacr(0x55555555u);                              /* all client */
+    switch_to(0);
+    CP15_WRITE(c8, 0, c7, 0, 0);                        /* TLBIALL */
+    dsb();
+    asm volatile("mrc p15, 0, %0, c1, c0, 0" : "=r"(sctlr));
+    sctlr |= 1u | (1u << 23);                           /* M, SPAN */
+    CP15_WRITE(c1, 0, c0, 0, sctlr);
+    isb();
+}
+
+/* --- checks -------------------------------------------------------------- */
+
+static void check(bool ok, const char *what, const char *how, uint32_t got,
+                  uint32_t want)
+{
+    checks++;
+    if (!ok) {
+        failures++;
+        put_str("FAIL: ");
+        put_str(what);
+        put_str(" after ");
+        put_str(how);
+        put_str(": got ");
+        put_hex(got);
+        put_str(", want ");
+        put_hex(want);
+        put_str("\n");
+    }
+}
+
+static void check_value(uint32_t got, uint32_t want, const char *what,
+                        const char *how)
+{
+    check(got == want, what, how, got, want);
+}
+
+/* Reads of VA through every view that may read it; the shadow fills. */
+static void warm(uint32_t va, unsigned ap)
+{
+    (void)read_priv(va);
+    if (ap != AP_PRIV_RW) {
+        (void)read_user(va);
+    }
+    if (have_pan && ap == AP_PRIV_RW) {
+        (void)read_pan(va);
+    }
+}
+
+static void check_reads(uint32_t va, unsigned ap, uint32_t want,
+                        const char *how)
+{
+    check_value(read_priv(va), want, "PL1 read", how);
+    if (ap != AP_PRIV_RW) {
+        check_value(read_user(va), want, "PL0 read (LDRT)", how);
+    }
+    if (have_pan && ap == AP_PRIV_RW) {
+        check_value(read_pan(va), want, "PL1 read with PAN", how);
+    }
+}
+
+static unsigned next_page = 1;
+
+static unsigned fresh_page(void)
+{
+    unsigned p = next_page++;
+
+    if (next_page == NPAGES) {
+        next_page = 1;
+    }
+    return p;
+}
+
+/*
+ * Local flavours on the current context: VA of ASID 1 (or a global page)
+ * is remapped, the TLBI must make the new page visible.
+ */
+static void test_local_remap(enum tlbi op, uint32_t va, unsigned ap)
+{
+    unsigned old = fresh_page(), new = fresh_page();
+
+    switch_to(1);
+    map(1, va, old, ap);
+    tlbi(TLBIALL, 0, 0);
+    warm(va, ap);
+    check_reads(va, ap, marker(old), "the first mapping");
+    map(1, va, new, ap);
+    tlbi(op, va, 1);
+    check_reads(va, ap, marker(new), tlbi_name[op]);
+}
+
+/*
+ * The other context: VA of ASID 2 is cached while ASID 2 runs, changed and
+ * invalidated while ASID 1 runs; back in ASID 2 the new page must show.
+ */
+static void test_other_context(enum tlbi op, uint32_t va, unsigned ap)
+{
+    unsigned old = fresh_page(), new = fresh_page();
+
+    switch_to(2);
+    map(2, va, old, ap);
+    tlbi(TLBIALL, 0, 0);
+    warm(va, ap);
+    check_reads(va, ap, marker(old), "the first mapping (ASID 2)");
+    switch_to(1);
+    warm(va, ap);               /* ASID 1's own mapping of VA, if any */
+    map(2, va, new, ap);
+    tlbi(op, va, 2);
+    switch_to(2);
+    check_reads(va, ap, marker(new), tlbi_name[op]);
+    switch_to(1);
+}
+
+/*
+ * A global page cached under both ASIDs: invalidated by VA with ASID 1
+ * (TLBIMVA matches global entries of any ASID), it must change in both.
+ */
+static void test_global(enum tlbi op)
+{
+    uint32_t va = GLOBAL_VA + 0x3000;
+    unsigned old = fresh_page(), new = fresh_page();
+
+    map(0, va, old, AP_ALL_RW);
+    tlbi(TLBIALL, 0, 0);
+    switch_to(1);
+    warm(va, AP_ALL_RW);
+    switch_to(2);
+    warm(va, AP_ALL_RW);
+    switch_to(1);
+    map(0, va, new, AP_ALL_RW);
+    tlbi(op, va, 1);
+    check_reads(va, AP_ALL_RW, marker(new), tlbi_name[op]);
+    switch_to(2);
+    check_reads(va, AP_ALL_RW, marker(new), tlbi_name[op]);
+    switch_to(1);
+}
+
+static void check_read_faults(uint32_t va, const char *how)
+{
+    uint32_t cpu = cpu_index(), before = aborts[cpu];
+    uint32_t v;
+
+    v = read_priv(va);
+    check(v == NO_VALUE && aborts[cpu] == before + 1, "PL1 read fault", how,
+          v, NO_VALUE);
+    before = aborts[cpu];
+    v = read_user(va);
+    check(v == NO_VALUE && aborts[cpu] == before + 1, "PL0 read fault", how,
+          v, NO_VALUE);
+}
+
+/* Unmapped, the page must fault; mapped again, it must read. */
+static void test_unmap(enum tlbi op)
+{
+    uint32_t va = USER_VA + 0x40000;
+    unsigned page = fresh_page();
+
+    switch_to(1);
+    map(1, va, page, AP_ALL_RW);
+    tlbi(TLBIALL, 0, 0);
+    warm(va, AP_ALL_RW);
+    unmap(1, va);
+    tlbi(op, va, 1);
+    check_read_faults(va, tlbi_name[op]);
+    map(1, va, page, AP_ALL_RW);
+    tlbi(op, va, 1);
+    check_reads(va, AP_ALL_RW, marker(page), tlbi_name[op]);
+}
+
+/* Write permission taken away: writes must fault, reads must not. */
+static void test_write_protect(enum tlbi op)
+{
+    uint32_t va = USER_VA + 0x50000;
+    unsigned page = fresh_page();
+
+    switch_to(1);
+    map(1, va, page, AP_ALL_RW);
+    tlbi(TLBIALL, 0, 0);
+    check(!write_priv(va, marker(page)), "PL1 write", "RW mapping", 1, 0);
+    check(!write_user(va, marker(page)), "PL0 write", "RW mapping", 1, 0);
+
+    map(1, va, page, AP_USER_RO);
+    tlbi(op, va, 1);
+    check(write_user(va, 0), "PL0 write fault (AP user RO)", tlbi_name[op],
+          0, 1);
+    check(!write_priv(va, marker(page)), "PL1 write (AP user RO)",
+          tlbi_name[op], 1, 0);
+
+    map(1, va, page, AP_ALL_RO);
+    tlbi(op, va, 1);
+    check(write_priv(va, 0), "PL1 write fault (AP RO)", tlbi_name[op], 0, 1);
+    check_value(read_priv(va), marker(page), "PL1 read (AP RO)",
+                tlbi_name[op]);
+}
+
+/*
+ * DACR changes need no TLBI: no access faults, manager ignores AP, and
+ * client checks it again.
+ */
+static void test_dacr(void)
+{
+    uint32_t va = USER_VA + 0x60000;
+    unsigned page = fresh_page();
+    uint32_t cpu = cpu_index(), before;
+
+    switch_to(1);
+    map(1, va, page, AP_ALL_RO);
+    tlbi(TLBIALL, 0, 0);
+    warm(va, AP_ALL_RO);
+
+    set_dacr(dacr_with(USER_DOMAIN, 0));
+    before = aborts[cpu];
+    check_value(read_priv(va), NO_VALUE, "PL1 read", "DACR no access");
+    check_value(aborts[cpu] - before, 1, "domain fault", "DACR no access");
+
+    set_dacr(dacr_with(USER_DOMAIN, 3));
+    check(!write_priv(va, marker(page)), "PL1 write to RO page",
+          "DACR manager", 1, 0);
+    check(!write_user(va, marker(page)), "PL0 write to RO page",
+          "DACR manager", 1, 0);
+
+    set_dacr(dacr_with(USER_DOMAIN, 1));
+    check(write_priv(va, 0), "PL1 write fault", "DACR client again", 0, 1);
+    check(write_user(va, 0), "PL0 write fault", "DACR client again", 0, 1);
+    check_value(read_user(va), marker(page), "PL0 read", "DACR client again");
+}
+
+/* PAN: a page PL0 may access is not accessible at PL1 with PAN set. */
+static void test_pan(void)
+{
+    uint32_t va = USER_VA + 0x70000;
+    unsigned page = fresh_page();
+    uint32_t cpu = cpu_index(), before;
+
+    switch_to(1);
+    map(1, va, page, AP_ALL_RW);
+    tlbi(TLBIALL, 0, 0);
+    warm(va, AP_ALL_RW);
+    (void)read_priv(va);
+    before = aborts[cpu];
+    check_value(read_pan(va), NO_VALUE, "PL1 read with PAN", "user page");
+    check_value(aborts[cpu] - before, 1, "permission fault", "PAN");
+    map(1, va, page, AP_PRIV_RW);
+    tlbi(TLBIMVA, va, 1);
+    check_value(read_pan(va), marker(page), "PL1 read with PAN",
+                "TLBIMVA to a PL1-only page");
+}
+
+/* --- vCPU 1 -------------------------------------------------------------- */
+
+static uint32_t remote(uint32_t cmd, uint32_t arg)
+{
+    uint32_t seq = mb_seq + 1;
+
+    mb_cmd = cmd;
+    mb_arg = arg;
+    dsb();
+    mb_seq = seq;
+    dsb();
+    while (mb_done != seq) {
+        dsb();
+    }
+    return mb_result;
+}
+
+static void cpu1_loop(void)
+{
+    uint32_t done = 0;
+
+    cpu1_up = 1;
+    dsb();
+    for (;;) {
+        while (mb_seq == done) {
+            dsb();
+        }
+        done = mb_seq;
+        switch (mb_cmd) {
+        case CMD_SWITCH:
+            switch_to(mb_arg);
+            break;
+        case CMD_READ:
+            mb_result = read_priv(mb_arg);
+            break;
+        case CMD_READ_USER:
+            mb_result = read_user(mb_arg);
+            break;
+        }
+        dsb();
+        mb_done = done;
+    }
+}
+
+/*
+ * Broadcast: vCPU 1 caches VA (PL1 and PL0) in context ASID; vCPU 0, in
+ * ASID 1, remaps it and issues the IS flavour; vCPU 1 must see the new
+ * page. With ASID 2, vCPU 1 runs ASID 1 meanwhile, so the stale copy
+ * sits in a context that is not current on vCPU 1.
+ */
+static void test_broadcast(enum tlbi op, uint32_t asid, uint32_t va)
+{
+    unsigned old = fresh_page(), new = fresh_page();
+    bool global = (va & 0xfff00000u) == GLOBAL_VA;
+
+    switch_to(1);
+    map(asid, va, old, AP_ALL_RW);
+    tlbi(TLBIALLIS, 0, 0);
+    remote(CMD_SWITCH, asid);
+    check_value(remote(CMD_READ, va), marker(old), "vCPU 1 PL1 read",
+                "the first mapping");
+    check_value(remote(CMD_READ_USER, va), marker(old), "vCPU 1 PL0 read",
+                "the first mapping");
+    if (asid != 1) {
+        remote(CMD_SWITCH, 1);
+    }
+    map(asid, va, new, AP_ALL_RW);
+    tlbi(op, va, global ? 1 : asid);
+    remote(CMD_SWITCH, asid);
+    check_value(remote(CMD_READ, va), marker(new), "vCPU 1 PL1 read",
+                tlbi_name[op]);
+    check_value(remote(CMD_READ_USER, va), marker(new), "vCPU 1 PL0 read",
+                tlbi_name[op]);
+    remote(CMD_SWITCH, 1);
+}
+
+/* --- main ---------------------------------------------------------------- */
+
+static void run_tests(void)
+{
+    static const enum tlbi local[] = { TLBIALL, TLBIMVA, TLBIASID, TLBIMVAA,
+                                       TLBIALLIS, TLBIMVAIS, TLBIASIDIS,
+                                       TLBIMVAAIS };
+    static const enum tlbi by_va[] = { TLBIALL, TLBIMVA, TLBIMVAA,
+                                       TLBIALLIS, TLBIMVAIS, TLBIMVAAIS };
+    static const unsigned aps[] = { AP_ALL_RW, AP_USER_RO, AP_PRIV_RW };
+
+    for (unsigned i = 0; i < sizeof(local) / sizeof(local[0]); i++) {
+        for (unsigned a = 0; a < 3; a++) {
+            test_local_remap(local[i], USER_VA + 0x1000 * (1 + a), aps[a]);
+            test_other_context(local[i], USER_VA + 0x10000 + 0x1000 * a,
+                               aps[a]);
+        }
+        test_unmap(local[i]);
+        test_write_protect(local[i]);
+    }
+    for (unsigned i = 0; i < sizeof(by_va) / sizeof(by_va[0]); i++) {
+        test_global(by_va[i]);
+    }
+    test_dacr();
+    if (have_pan) {
+        test_pan();
+    } else {
+        put_str("PAN not implemented by this CPU: PAN view not tested\n");
+    }
+    if (cpu1_up) {
+        static const enum tlbi is[] = { TLBIALLIS, TLBIMVAIS, TLBIASIDIS,
+                                        TLBIMVAAIS };
+
+        for (unsigned i = 0; i < 4; i++) {
+            test_broadcast(is[i], 1, USER_VA + 0x80000);
+            test_broadcast(is[i], 2, USER_VA + 0x90000);
+        }
+        test_broadcast(TLBIMVAIS, 1, GLOBAL_VA + 0x8000);
+        test_broadcast(TLBIMVAAIS, 1, GLOBAL_VA + 0x9000);
+    } else {
+        failures++;
+        put_str("FAIL: vCPU 1 did not start (run with -smp 2)\n");
+    }
+}
+
+extern char _start[];
+
+void cpu_main(uint32_t cpu);
+void cpu_main(uint32_t cpu)
+{
+    uint32_t mmfr3;
+
+    if (cpu != 0) {
+        mmu_on();
+        cpu1_loop();
+    }
+    *UART_CR = UART_CR_ON;
+    build_tables();
+    asm volatile("mrc p15, 0, %0, c0, c1, 7" : "=r"(mmfr3));
+    have_pan = ((mmfr3 >> 16) & 0xf) != 0;
+    mmu_on();
+    put_str("TLBI test: short descriptors, 2 ASIDs\n");
+    psci_call(PSCI_CPU_ON, 1, (uint32_t)(uintptr_t)_start, 0);
+    for (unsigned i = 0; i < 10000000 && !cpu1_up; i++) {
+        dsb();
+    }
+    run_tests();
+    put_str("TLBI: ");
+    put_dec(checks);
+    put_str(" checks, ");
+    put_dec(failures);
+    put_str(" failed\n");
+    put_str(failures ? "TLBI FAILED\n" : "TLBI OK\n");
+    power_off();
+}
