@@ -234,41 +234,45 @@ BARE_CONFIGS = [
 
 
 def stage_bare(t):
-    """tlbi-test on two vCPUs (MTTCG): no stale translation after a TLBI."""
-    elf = os.path.join(LOGDIR, "tlbi-test.elf")
-    rc, out = run(["arm-linux-gnueabihf-gcc", "-march=armv7-a", "-marm",
-                   "-mfloat-abi=soft", "-O2", "-Wall", "-Wextra", "-Werror",
-                   "-ffreestanding", "-fno-builtin", "-nostdlib", "-static",
-                   "-Wl,--build-id=none", "-Wl,-z,noexecstack",
-                   "-Wl,--no-warn-rwx-segments",
-                   "-T", os.path.join(BAREMETAL, "link.ld"),
-                   os.path.join(BAREMETAL, "start.S"),
-                   os.path.join(BAREMETAL, "tlbi-test.c"), "-o", elf],
-                  "bare-build.log", timeout=300)
-    if rc != 0:
-        t.add(False, "bare: build tlbi-test", "see build/check/bare-build.log")
-        return
-    for label, accel in BARE_CONFIGS:
-        log = "bare-tlbi-%s.log" % label.replace("=", "-")
-        rc, out = run([hsptguest.QEMU_SYSTEM, "-M", "virt", "-cpu", "max",
-                       "-smp", "2", "-display", "none", "-monitor", "none",
-                       "-serial", "stdio", "-kernel", elf] + accel,
-                      log, timeout=300, env={"QEMU_HSPT_STATS": "1"})
-        t.add(rc == 0 and "\nTLBI OK" in out and "FAIL" not in out,
-              "bare: tlbi-test, %s, 2 vCPUs" % label,
-              "rc=%d, see build/check/%s" % (rc, log))
-        if not accel:
+    """tlbi-test on two vCPUs (MTTCG): no stale translation after a TLBI,
+    with short-descriptor and with LPAE page tables."""
+    for fmt, cflags in [("short", []), ("lpae", ["-DLPAE"])]:
+        elf = os.path.join(LOGDIR, "tlbi-test-%s.elf" % fmt)
+        rc, out = run(["arm-linux-gnueabihf-gcc", "-march=armv7-a", "-marm",
+                       "-mfloat-abi=soft", "-O2", "-Wall", "-Wextra", "-Werror",
+                       "-ffreestanding", "-fno-builtin", "-nostdlib", "-static",
+                       "-Wl,--build-id=none", "-Wl,-z,noexecstack",
+                       "-Wl,--no-warn-rwx-segments"] + cflags +
+                      ["-T", os.path.join(BAREMETAL, "link.ld"),
+                       os.path.join(BAREMETAL, "start.S"),
+                       os.path.join(BAREMETAL, "tlbi-test.c"), "-o", elf],
+                      "bare-build-%s.log" % fmt, timeout=300)
+        if rc != 0:
+            t.add(False, "bare: build tlbi-test (%s)" % fmt,
+                  "see build/check/bare-build-%s.log" % fmt)
             continue
-        # The direct path was used; with several spaces, switches found
-        # their context's shadow kept (a shared space cannot).
-        fills = re.findall(r"^fills: (\d+) pages", out, re.M)
-        hits = re.findall(r"^context switches: \d+, (\d+) to a space", out,
-                          re.M)
-        kept = label == "hspt-spt=shared" or (hits and int(hits[0]) > 0)
-        t.add(bool(fills) and int(fills[0]) > 0 and kept,
-              "bare: tlbi-test, %s: shadow used (info hspt)" % label,
-              "fills=%s switch hits=%s, see build/check/%s"
-              % (fills, hits, log))
+        for label, accel in BARE_CONFIGS:
+            name = "tlbi-test (%s), %s" % (fmt, label)
+            log = "bare-tlbi-%s-%s.log" % (fmt, label.replace("=", "-"))
+            rc, out = run([hsptguest.QEMU_SYSTEM, "-M", "virt", "-cpu", "max",
+                           "-smp", "2", "-display", "none", "-monitor", "none",
+                           "-serial", "stdio", "-kernel", elf] + accel,
+                          log, timeout=300, env={"QEMU_HSPT_STATS": "1"})
+            t.add(rc == 0 and "\nTLBI OK" in out and "FAIL" not in out,
+                  "bare: %s, 2 vCPUs" % name,
+                  "rc=%d, see build/check/%s" % (rc, log))
+            if not accel:
+                continue
+            # The direct path was used; with several spaces, switches found
+            # their context's shadow kept (a shared space cannot).
+            fills = re.findall(r"^fills: (\d+) pages", out, re.M)
+            hits = re.findall(r"^context switches: \d+, (\d+) to a space",
+                              out, re.M)
+            kept = label == "hspt-spt=shared" or (hits and int(hits[0]) > 0)
+            t.add(bool(fills) and int(fills[0]) > 0 and kept,
+                  "bare: %s: shadow used (info hspt)" % name,
+                  "fills=%s switch hits=%s, see build/check/%s"
+                  % (fills, hits, log))
 
 
 def load_expected():

@@ -4,9 +4,11 @@
  * every shadowed view (PL1, PL0 via LDRT/STRT, PL1 with PAN), and as
  * inner-shareable broadcast to the other vCPU.
  *
- * Runs on -M virt -cpu max -smp 2 with short-descriptor page tables and
- * Linux's way of switching contexts (TTBR0 to global-only tables, new
- * ASID in CONTEXTIDR, then the new TTBR0). Each check changes a page-table
+ * Runs on -M virt -cpu max -smp 2, built twice: with short-descriptor page
+ * tables and Linux's way of switching contexts with them (TTBR0 to
+ * global-only tables, new ASID in CONTEXTIDR, then the new TTBR0), and
+ * with -DLPAE long-descriptor tables (ASID and table in one TTBR0 write).
+ * Each check changes a page-table
  * entry, issues one TLBI flavour and reads (or writes) through the
  * changed translation, possibly after switching to the other context or
  * on the other vCPU: the access must see the new translation. Entries the
@@ -33,7 +35,8 @@
 
 /* Test windows: per-context pages and global pages. */
 #define USER_VA         0x10000000u     /* L2 table per ASID, nG */
-#define GLOBAL_VA       0x10100000u     /* one L2 table shared, global */
+#define GLOBAL_VA       0x10200000u     /* one last-level table, global */
+#define WINDOW_MASK     0xffe00000u     /* 2 MiB: one LPAE level-3 table */
 #define USER_DOMAIN     1
 
 #define CPSR_PAN        (1u << 22)
@@ -41,6 +44,11 @@
 #define NPAGES          64
 #define NO_VALUE        0xffffffffu
 
+/* Access permissions as short-descriptor AP[2:0] values */
+enum { AP_PRIV_RW = 1, AP_USER_RO = 2, AP_ALL_RW = 3, AP_ALL_RO = 7 };
+
+#ifndef LPAE
+#define FORMAT          "short descriptors"
 /* Short-descriptor formats (ARM DDI 0406C, B3.5). */
 #define L1_TABLE        0x1u
 #define L1_SECTION      0x2u
@@ -52,9 +60,6 @@
 #define PTE_CB          0xcu
 #define PTE_NG          (1u << 11)
 
-/* AP[2:0] of small pages */
-enum { AP_PRIV_RW = 1, AP_USER_RO = 2, AP_ALL_RW = 3, AP_ALL_RO = 7 };
-
 static inline uint32_t pte_ap(unsigned ap)
 {
     return ((ap & 3) << 4) | ((ap >> 2) << 9);
@@ -63,6 +68,41 @@ static inline uint32_t pte_ap(unsigned ap)
 static uint32_t l1[3][4096] __attribute__((aligned(16384)));  /* [0]: global */
 static uint32_t l2_user[3][256] __attribute__((aligned(1024)));
 static uint32_t l2_global[256] __attribute__((aligned(1024)));
+#else
+#define FORMAT          "long descriptors (LPAE)"
+/* Long-descriptor formats (ARM DDI 0406C, B3.6). */
+#define D_TABLE         0x3ull
+#define D_BLOCK         0x1ull
+#define D_PAGE          0x3ull
+#define D_AF            (1ull << 10)
+#define D_SH_INNER      (3ull << 8)
+#define D_NG            (1ull << 11)
+#define D_ATTR_NORMAL   (0ull << 2)     /* MAIR0 byte 0 */
+#define D_ATTR_DEVICE   (1ull << 2)     /* MAIR0 byte 1 */
+#define D_XN            (3ull << 53)    /* XN and PXN */
+#define MAIR0_VALUE     0x000000ffu     /* normal write-back; device-nGnRnE */
+#define TTBCR_EAE       (1u << 31)
+
+/* AP[2:1] of our AP[2:0] values; LPAE has no "PL1 RW, PL0 RO": RO. */
+static inline uint64_t pte_ap(unsigned ap)
+{
+    switch (ap) {
+    case AP_PRIV_RW:
+        return 0;
+    case AP_ALL_RW:
+        return 1ull << 6;
+    default:
+        return 3ull << 6;
+    }
+}
+
+/* Per context: level 1 (4 x 1 GiB) and level 2 of the first GiB. */
+static uint64_t l1[3][4] __attribute__((aligned(32)));
+static uint64_t l2_low[3][512] __attribute__((aligned(4096)));
+static uint64_t l2_ram[512] __attribute__((aligned(4096)));    /* shared */
+static uint64_t l3_user[3][512] __attribute__((aligned(4096)));
+static uint64_t l3_global[512] __attribute__((aligned(4096)));
+#endif
 static uint32_t pages[NPAGES][1024] __attribute__((aligned(4096)));
 
 static volatile uint32_t aborts[2];
@@ -203,6 +243,7 @@ static void tlbi(enum tlbi op, uint32_t va, uint32_t asid)
     tlbi_end();
 }
 
+#ifndef LPAE
 static void set_dacr(uint32_t dacr)
 {
     CP15_WRITE(c3, 0, c0, 0, dacr);
@@ -224,6 +265,16 @@ static void switch_to(uint32_t asid)
     CP15_WRITE(c2, 0, c0, 0, (uint32_t)(uintptr_t)l1[asid]);
     isb();
 }
+#else
+/* Linux's cpu_v7_switch_mm with LPAE: table and ASID in one write. */
+static void switch_to(uint32_t asid)
+{
+    uint32_t lo = (uint32_t)(uintptr_t)l1[asid], hi = asid << 16;
+
+    asm volatile("mcrr p15, 0, %0, %1, c2" :: "r"(lo), "r"(hi) : "memory");
+    isb();
+}
+#endif
 
 /* CPSR.PAN by MSR (QEMU has no A32 SETPAN). */
 static void set_pan(bool on)
@@ -321,9 +372,10 @@ static uint32_t page_pa(unsigned page)
     return (uint32_t)(uintptr_t)pages[page];
 }
 
+#ifndef LPAE
 static uint32_t *pte_of(uint32_t asid, uint32_t va)
 {
-    if ((va & 0xfff00000u) == GLOBAL_VA) {
+    if ((va & WINDOW_MASK) == GLOBAL_VA) {
         return &l2_global[(va >> 12) & 0xff];
     }
     return &l2_user[asid][(va >> 12) & 0xff];
@@ -332,7 +384,7 @@ static uint32_t *pte_of(uint32_t asid, uint32_t va)
 /* Map VA of ASID (global pages: of every ASID) to test page PAGE. */
 static void map(uint32_t asid, uint32_t va, unsigned page, unsigned ap)
 {
-    uint32_t ng = (va & 0xfff00000u) == GLOBAL_VA ? 0 : PTE_NG;
+    uint32_t ng = (va & WINDOW_MASK) == GLOBAL_VA ? 0 : PTE_NG;
 
     *pte_of(asid, va) = page_pa(page) | pte_ap(ap) | ng | PTE_CB | PTE_SMALL;
 }
@@ -378,6 +430,71 @@ static void mmu_on(void)
     CP15_WRITE(c1, 0, c0, 0, sctlr);
     isb();
 }
+
+#else
+static uint64_t *pte_of(uint32_t asid, uint32_t va)
+{
+    if ((va & WINDOW_MASK) == GLOBAL_VA) {
+        return &l3_global[(va >> 12) & 0x1ff];
+    }
+    return &l3_user[asid][(va >> 12) & 0x1ff];
+}
+
+/* Map VA of ASID (global pages: of every ASID) to test page PAGE. */
+static void map(uint32_t asid, uint32_t va, unsigned page, unsigned ap)
+{
+    uint64_t ng = (va & WINDOW_MASK) == GLOBAL_VA ? 0 : D_NG;
+
+    *pte_of(asid, va) = page_pa(page) | pte_ap(ap) | ng | D_AF | D_SH_INNER |
+                        D_ATTR_NORMAL | D_PAGE;
+}
+
+static void unmap(uint32_t asid, uint32_t va)
+{
+    *pte_of(asid, va) = 0;
+}
+
+static void build_tables(void)
+{
+    for (unsigned b = 0; b < RAM_SECTIONS / 2; b++) {
+        uint64_t base = RAM_BASE + (b << 21);
+
+        l2_ram[(base >> 21) & 0x1ff] = base | D_AF | D_SH_INNER |
+                                       D_ATTR_NORMAL | D_BLOCK;
+    }
+    for (unsigned t = 0; t < 3; t++) {
+        l1[t][0] = (uint32_t)(uintptr_t)l2_low[t] | D_TABLE;
+        l1[t][1] = (uint32_t)(uintptr_t)l2_ram | D_TABLE;
+        l2_low[t][0x09000000u >> 21] = 0x09000000u | D_AF | D_ATTR_DEVICE |
+                                       D_XN | D_BLOCK;
+        if (t) {
+            l2_low[t][USER_VA >> 21] = (uint32_t)(uintptr_t)l3_user[t] |
+                                       D_TABLE;
+            l2_low[t][GLOBAL_VA >> 21] = (uint32_t)(uintptr_t)l3_global |
+                                         D_TABLE;
+        }
+    }
+    for (unsigned p = 0; p < NPAGES; p++) {
+        pages[p][0] = marker(p);
+    }
+    dsb();
+}
+
+static void mmu_on(void)
+{
+    uint32_t sctlr;
+
+    CP15_WRITE(c10, 0, c2, 0, MAIR0_VALUE);
+    CP15_WRITE(c2, 0, c0, 2, TTBCR_EAE);                /* TTBR0 only */
+    switch_to(0);
+    CP15_WRITE(c8, 0, c7, 0, 0);                        /* TLBIALL */
+    dsb();
+    asm volatile("mrc p15, 0, %0, c1, c0, 0" : "=r"(sctlr));
+    sctlr |= 1u | (1u << 23);                           /* M, SPAN */
+    CP15_WRITE(c1, 0, c0, 0, sctlr);
+    isb();
+}
+#endif
 
 /* --- checks -------------------------------------------------------------- */
 
@@ -549,12 +666,14 @@ static void test_write_protect(enum tlbi op)
     check(!write_priv(va, marker(page)), "PL1 write", "RW mapping", 1, 0);
     check(!write_user(va, marker(page)), "PL0 write", "RW mapping", 1, 0);
 
+#ifndef LPAE
     map(1, va, page, AP_USER_RO);
     tlbi(op, va, 1);
     check(write_user(va, 0), "PL0 write fault (AP user RO)", tlbi_name[op],
           0, 1);
     check(!write_priv(va, marker(page)), "PL1 write (AP user RO)",
           tlbi_name[op], 1, 0);
+#endif
 
     map(1, va, page, AP_ALL_RO);
     tlbi(op, va, 1);
@@ -563,6 +682,7 @@ static void test_write_protect(enum tlbi op)
                 tlbi_name[op]);
 }
 
+#ifndef LPAE
 /*
  * DACR changes need no TLBI: no access faults, manager ignores AP, and
  * client checks it again.
@@ -594,6 +714,7 @@ static void test_dacr(void)
     check(write_user(va, 0), "PL0 write fault", "DACR client again", 0, 1);
     check_value(read_user(va), marker(page), "PL0 read", "DACR client again");
 }
+#endif
 
 /* PAN: a page PL0 may access is not accessible at PL1 with PAN set. */
 static void test_pan(void)
@@ -669,7 +790,7 @@ static void cpu1_loop(void)
 static void test_broadcast(enum tlbi op, uint32_t asid, uint32_t va)
 {
     unsigned old = fresh_page(), new = fresh_page();
-    bool global = (va & 0xfff00000u) == GLOBAL_VA;
+    bool global = (va & WINDOW_MASK) == GLOBAL_VA;
 
     switch_to(1);
     map(asid, va, old, AP_ALL_RW);
@@ -715,7 +836,9 @@ static void run_tests(void)
     for (unsigned i = 0; i < sizeof(by_va) / sizeof(by_va[0]); i++) {
         test_global(by_va[i]);
     }
+#ifndef LPAE
     test_dacr();
+#endif
     if (have_pan) {
         test_pan();
     } else {
@@ -753,7 +876,7 @@ void cpu_main(uint32_t cpu)
     asm volatile("mrc p15, 0, %0, c0, c1, 7" : "=r"(mmfr3));
     have_pan = ((mmfr3 >> 16) & 0xf) != 0;
     mmu_on();
-    put_str("TLBI test: short descriptors, 2 ASIDs\n");
+    put_str("TLBI test: " FORMAT ", 2 ASIDs\n");
     psci_call(PSCI_CPU_ON, 1, (uint32_t)(uintptr_t)_start, 0);
     for (unsigned i = 0; i < 10000000 && !cpu1_up; i++) {
         dsb();
