@@ -40,12 +40,25 @@ static inline void arm_hspt_flush_all(CPUARMState *env)
         hspt_flush_all_prepare(env_cpu(env));
     }
 }
+
+/* After an exception return has set the new mode (fault-ahead). */
+static inline void arm_hspt_exception_return(CPUARMState *env)
+{
+    if (tcg_enabled() && hspt_enabled) {
+        hspt_exception_return(env_cpu(env),
+                              arm_to_core_mmu_idx(arm_mmu_idx(env)));
+    }
+}
 #else
 static inline void arm_hspt_flush_asid(CPUARMState *env, uint64_t value)
 {
 }
 
 static inline void arm_hspt_flush_all(CPUARMState *env)
+{
+}
+
+static inline void arm_hspt_exception_return(CPUARMState *env)
 {
 }
 #endif

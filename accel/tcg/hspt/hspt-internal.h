@@ -60,6 +60,15 @@ typedef struct HsptCPU {
     HsptRevalidate reval[HSPT_REVALIDATE_MAX];
     unsigned n_reval;
     bool guest_tlbi_all;        /* see hspt_flush_all_prepare() */
+    /*
+     * The last redirected access until its slow path completes; left set
+     * when that raised a guest exception (see hspt_exception_return()).
+     */
+    const TranslationBlock *fault_tb;
+    unsigned fault_tb_flushes;  /* tb_flush_count when fault_tb was valid */
+    int fault_idx;              /* -1: none */
+    uint32_t fault_va;
+    bool fault_store;
 } HsptCPU;
 
 /* Process-wide counters (printed at exit with QEMU_HSPT_STATS=1). */
@@ -86,6 +95,7 @@ typedef struct HsptStats {
     uint64_t prefilled;
     uint64_t hot_pages;
     uint64_t hot_refusals;
+    uint64_t faults_ahead;
 } HsptStats;
 
 extern HsptStats hspt_stats;

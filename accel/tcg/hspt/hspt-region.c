@@ -15,6 +15,7 @@
 #include "exec/cpu-common.h"
 #include "exec/ramblock.h"
 #include "exec/target_page.h"
+#include "../tb-context.h"
 #include "hspt.h"
 #include "hspt-internal.h"
 #include "trace.h"
@@ -200,6 +201,7 @@ void hspt_cpu_init(CPUState *cpu)
         hc->spaces[i].base = hc->base + i * hspt_space_size();
     }
     hc->cur = &hc->spaces[0];
+    hc->fault_idx = -1;
     hspt_space_alloc(hc->cur);
 }
 
@@ -1071,6 +1073,65 @@ static bool hspt_addr_in_cpu(CPUState *cpu, const void *addr)
            (const uint8_t *)addr < hc->base + hc->size;
 }
 
+/* x86 page-fault error code: the access was a write. */
+#define HSPT_PF_WRITE 2
+
+/* Remember the guest access of TB behind a shadow miss at host ADDR. */
+static void hspt_note_fault(CPUState *cpu, const void *addr, bool store,
+                            const TranslationBlock *tb)
+{
+    HsptCPU *hc = hspt_cpu(cpu);
+    uint64_t offset = (const uint8_t *)addr - hc->cur->base;
+    unsigned slot = offset >> HSPT_SLOT_SHIFT;
+
+    hc->fault_idx = -1;
+    if ((const uint8_t *)addr >= hc->cur->base && slot < hspt_nslots) {
+        hc->fault_idx = hspt_idx_of_slot[slot];
+        /* an access that wrapped past 4 GiB faults in the guard half */
+        hc->fault_va = (uint32_t)offset;
+        hc->fault_store = store;
+        hc->fault_tb = tb;
+        hc->fault_tb_flushes = qatomic_read(&tb_ctx.tb_flush_count);
+    }
+}
+
+const TranslationBlock *hspt_take_redirect(CPUState *cpu, int mmu_idx,
+                                           uint64_t addr, uint64_t last)
+{
+    HsptCPU *hc = hspt_cpu(cpu);
+    uint32_t page = hc->fault_va & TARGET_PAGE_MASK;
+
+    if (hc->fault_idx != mmu_idx ||
+        (page != ((uint32_t)addr & TARGET_PAGE_MASK) &&
+         page != ((uint32_t)last & TARGET_PAGE_MASK))) {
+        return NULL;
+    }
+    hc->fault_idx = -1;
+    return hc->fault_tb;
+}
+
+void hspt_note_fault_ahead(void)
+{
+    qatomic_inc(&hspt_stats.faults_ahead);
+}
+
+bool hspt_take_fault(CPUState *cpu, int mmu_idx, uint64_t *va, bool *store,
+                     const TranslationBlock **tb)
+{
+    HsptCPU *hc = hspt_cpu(cpu);
+
+    if (hc->fault_idx != mmu_idx) {
+        return false;
+    }
+    hc->fault_idx = -1;
+    *va = hc->fault_va;
+    *store = hc->fault_store;
+    /* The guest ran meanwhile: its TBs may have been flushed. */
+    *tb = hc->fault_tb_flushes == qatomic_read(&tb_ctx.tb_flush_count) ?
+          hc->fault_tb : NULL;
+    return true;
+}
+
 /*
  * A shadow miss: resume at the access's out-of-line softmmu path, which
  * does the access (or raises the guest fault, or the MMIO) and refills
@@ -1087,7 +1148,9 @@ static void hspt_sigsegv(int sig, siginfo_t *info, void *puc)
         uintptr_t stub = hspt_tcg_find_stub(pc, &tb);
 
         if (stub) {
-            hspt_note_redirect(tb);
+            hspt_note_fault(current_cpu, info->si_addr,
+                            uc->uc_mcontext.gregs[REG_ERR] & HSPT_PF_WRITE,
+                            tb);
             uc->uc_mcontext.gregs[REG_RIP] = stub;
             qatomic_inc(&hspt_stats.signals);
             return;
@@ -1146,6 +1209,10 @@ void hspt_format_info(GString *buf)
     g_string_append_printf(buf,
         "prefilled: %" PRIu64 " pages mapped in a fresh space from the "
         "previous space's kernel views\n", STAT(prefilled));
+    g_string_append_printf(buf,
+        "fault-ahead: %" PRIu64 " pages mapped at the guest's exception "
+        "return after their access faulted into the guest\n",
+        STAT(faults_ahead));
     g_string_append_printf(buf,
         "hot pages: %" PRIu64 " guest pages left on softmmu after %d page "
         "flushes, %" PRIu64 " fills refused for them\n",

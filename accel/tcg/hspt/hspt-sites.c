@@ -30,28 +30,12 @@ static QemuMutex hspt_sites_lock;
 /* Bumped when hspt_softmmu_tbs grows, to drop per-thread caches. */
 static unsigned hspt_sites_gen;
 
-/* The TB whose direct access the SIGSEGV handler just redirected. */
-static __thread const TranslationBlock *hspt_redirected_tb;
-
 void hspt_sites_init(void)
 {
     qemu_mutex_init(&hspt_sites_lock);
     hspt_site_misses = g_hash_table_new(g_int64_hash, g_int64_equal);
     hspt_softmmu_tbs = g_hash_table_new_full(g_int64_hash, g_int64_equal,
                                              g_free, NULL);
-}
-
-void hspt_note_redirect(const TranslationBlock *tb)
-{
-    hspt_redirected_tb = tb;
-}
-
-const TranslationBlock *hspt_take_redirect(void)
-{
-    const TranslationBlock *tb = hspt_redirected_tb;
-
-    hspt_redirected_tb = NULL;
-    return tb;
 }
 
 /*

@@ -154,14 +154,40 @@ void hspt_flush_idx_locked(CPUState *cpu, uint16_t idxmap, bool full);
 void hspt_write_protect_host_locked(CPUState *cpu, uintptr_t host,
                                     size_t length);
 
+/*
+ * Fault-ahead. A shadow miss whose slow path raised a guest exception (a
+ * page the guest had not populated yet, a copy-on-write page) would miss
+ * again when the guest retries the access after its handler returns. The
+ * target calls hspt_exception_return() after the guest's exception return
+ * with the mmu_idx now in use; if the faulting access used that view, its
+ * page is looked up again and mapped if the guest made it valid. The
+ * access also counts against its site: one that keeps faulting into the
+ * guest (first touches of fresh memory, copy-on-write) pays a signal on
+ * top of each guest fault and is better off on softmmu.
+ */
+void hspt_exception_return(CPUState *cpu, int mmu_idx);
+/*
+ * The slow path of MMU_IDX resolved ADDR (and LAST, its last byte's
+ * address): the TB whose direct access faulted into it, if this is that
+ * access; it is then no longer pending.
+ */
+const TranslationBlock *hspt_take_redirect(CPUState *cpu, int mmu_idx,
+                                           uint64_t addr, uint64_t last);
+/*
+ * The pending faulted access of MMU_IDX, if any, and its TB (NULL if TBs
+ * were flushed since); clears it.
+ */
+bool hspt_take_fault(CPUState *cpu, int mmu_idx, uint64_t *va, bool *store,
+                     const TranslationBlock **tb);
+/* Count a page that hspt_exception_return() mapped. */
+void hspt_note_fault_ahead(void);
+
 /* Code generation side (tcg/tcg-hspt.c.inc). */
 typedef struct TranslationBlock TranslationBlock;
 uintptr_t hspt_tcg_find_stub(uintptr_t host_pc, const TranslationBlock **tb);
 
 /* Sites that keep faulting (hspt-sites.c). */
 void hspt_sites_init(void);
-void hspt_note_redirect(const TranslationBlock *tb);
-const TranslationBlock *hspt_take_redirect(void);
 void hspt_site_miss(const TranslationBlock *tb, bool lasting);
 /* MMU_IDX's page at VA is hot in the current space (see hspt-region.c). */
 bool hspt_page_is_hot(CPUState *cpu, int mmu_idx, uint64_t va);
