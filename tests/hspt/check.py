@@ -97,14 +97,19 @@ def stage_cli(t):
     refuse(["-M", "virt", "-accel", "tcg,hspt=maybe"],
            "'hspt'", "cli: hspt=<bad value> is a clean error")
     t.add(re.search(r"^\s*hspt-spt=<string>\s+- \S", out.stdout, re.M)
-          and re.search(r"^\s*hspt-groups=<uint32>\s+- \S", out.stdout, re.M),
-          "cli: -accel tcg,help lists hspt-spt and hspt-groups", out.stdout.strip())
+          and re.search(r"^\s*hspt-groups=<uint32>\s+- \S", out.stdout, re.M)
+          and re.search(r"^\s*hspt-window=<uint32>\s+- \S", out.stdout, re.M),
+          "cli: -accel tcg,help lists hspt-spt, hspt-groups and hspt-window",
+          out.stdout.strip())
     refuse(["-M", "virt", "-accel", "tcg,hspt=on,hspt-spt=lru"],
            "Invalid parameter value for 'hspt-spt': 'lru'",
            "cli: hspt-spt=<bad value> is a clean error")
     refuse(["-M", "virt", "-accel", "tcg,hspt=on,hspt-groups=0"],
            "'hspt-groups' expects a value between 1 and 256",
            "cli: hspt-groups=0 is a clean error")
+    refuse(["-M", "virt", "-accel", "tcg,hspt=on,hspt-window=1025"],
+           "'hspt-window' expects a value between 0 and 1024",
+           "cli: hspt-window=1025 is a clean error")
 
     # A SIGSEGV that is not a shadow miss must keep its default action.
     p = subprocess.Popen([qemu, "-M", "virt", "-display", "none", "-nic", "none",

@@ -25,6 +25,7 @@
 HsptConfig hspt_config = {
     .organisation = HSPT_SPT_GROUP,
     .groups = HSPT_DEFAULT_GROUPS,
+    .window = HSPT_DEFAULT_WINDOW,
 };
 
 static const char *const hspt_organisation_names[] = {
@@ -90,6 +91,30 @@ static void hspt_set_groups(Object *obj, Visitor *v, const char *name,
     hspt_config.groups = value;
 }
 
+static void hspt_get_window(Object *obj, Visitor *v, const char *name,
+                            void *opaque, Error **errp)
+{
+    uint32_t value = hspt_config.window;
+
+    visit_type_uint32(v, name, &value, errp);
+}
+
+static void hspt_set_window(Object *obj, Visitor *v, const char *name,
+                            void *opaque, Error **errp)
+{
+    uint32_t value;
+
+    if (!visit_type_uint32(v, name, &value, errp)) {
+        return;
+    }
+    if (value > HSPT_MAX_WINDOW) {
+        error_setg(errp, "Parameter 'hspt-window' expects a value between "
+                   "0 and %d", HSPT_MAX_WINDOW);
+        return;
+    }
+    hspt_config.window = value;
+}
+
 /* Shadow spaces per vCPU for the chosen organisation. */
 static unsigned hspt_spaces_per_cpu(void)
 {
@@ -121,6 +146,12 @@ void hspt_accel_class_init(ObjectClass *oc)
                               hspt_set_groups, NULL, NULL);
     object_class_property_set_description(oc, "hspt-groups",
         "Shadow spaces per vCPU with hspt-spt=group (1-256, default 8)");
+    object_class_property_add(oc, "hspt-window", "uint32", hspt_get_window,
+                              hspt_set_window, NULL, NULL);
+    object_class_property_set_description(oc, "hspt-window",
+        "Prefill window: kernel-view pages of the previous space mapped "
+        "into a fresh space at a context switch (0-1024, default 256, "
+        "0: no prefill)");
 }
 
 int hspt_init_machine(MachineState *ms, Error **errp)

@@ -45,7 +45,6 @@
  * Prefill of a fresh space from the previous one: at most this many pages
  * of the privileged views (mmu_idx E10_1 and E10_1_PAN: bits 2 and 4).
  */
-#define HSPT_PREFILL_MAX 256
 #define HSPT_PREFILL_IDX_MASK ((1 << 2) | (1 << 4))
 
 bool hspt_enabled;
@@ -353,7 +352,7 @@ static void hspt_queue_prefill(HsptCPU *hc, HsptSpace *from, HsptSpace *to)
             continue;
         }
         for (unsigned long pfn = find_first_bit(from->slot[s].mapped, npages);
-             pfn < npages && hc->n_reval < HSPT_PREFILL_MAX;
+             pfn < npages && hc->n_reval < hspt_config.window;
              pfn = find_next_bit(from->slot[s].mapped, npages, pfn + 1)) {
             hc->reval[hc->n_reval++] = (HsptRevalidate) {
                 .page = (uint64_t)pfn << qemu_target_page_bits(),
@@ -1181,8 +1180,8 @@ void hspt_format_info(GString *buf)
 #define STAT(name) qatomic_read(&hspt_stats.name)
     g_string_append_printf(buf,
         "HSPT on: organisation %s, %u space(s) per vCPU, %u shadowed "
-        "view(s) per space\n", hspt_organisation_name(), hspt_nspaces,
-        hspt_nslots);
+        "view(s) per space, prefill window %u\n", hspt_organisation_name(),
+        hspt_nspaces, hspt_nslots, hspt_config.window);
     g_string_append_printf(buf,
         "fills: %" PRIu64 " pages, %" PRIu64 " large pages or sections\n",
         STAT(fills), STAT(large_fills));

@@ -32,12 +32,16 @@ typedef enum HsptOrganisation {
 
 #define HSPT_PRIVATE_SPACES 256
 #define HSPT_DEFAULT_GROUPS 8
+/* Prefill window: privileged-view pages looked up for a fresh space. */
+#define HSPT_DEFAULT_WINDOW 256
+#define HSPT_MAX_WINDOW     HSPT_REVALIDATE_MAX
 
 /* User-visible configuration (-accel tcg,hspt=...). */
 typedef struct HsptConfig {
     bool enabled;       /* hspt=on */
     HsptOrganisation organisation;
     unsigned groups;
+    unsigned window;    /* hspt-window: prefill at most this many pages */
 } HsptConfig;
 
 extern HsptConfig hspt_config;
