@@ -212,7 +212,8 @@ static void wait_for_verdict(const char *serial_path)
         g_free(text);
         text = NULL;
         g_assert(g_file_get_contents(serial_path, &text, NULL, NULL));
-        if (strstr(text, "HSPT OK") || strstr(text, "HSPT BAD")) {
+        /* The verdict is one line; the file may hold part of it. */
+        if (strchr(text, '\n')) {
             break;
         }
         g_usleep(10000);
