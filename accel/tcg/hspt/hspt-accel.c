@@ -67,52 +67,43 @@ static void hspt_set_organisation(Object *obj, const char *value,
     error_append_hint(errp, "Valid values: shared, group, private\n");
 }
 
-static void hspt_get_groups(Object *obj, Visitor *v, const char *name,
-                            void *opaque, Error **errp)
+/* An unsigned option with a range: the opaque of its QOM property. */
+typedef struct HsptUintOption {
+    unsigned *value;
+    uint32_t min, max;
+} HsptUintOption;
+
+static HsptUintOption hspt_groups_option = {
+    &hspt_config.groups, 1, HSPT_PRIVATE_SPACES
+};
+static HsptUintOption hspt_window_option = {
+    &hspt_config.window, 0, HSPT_MAX_WINDOW
+};
+
+static void hspt_get_uint(Object *obj, Visitor *v, const char *name,
+                          void *opaque, Error **errp)
 {
-    uint32_t value = hspt_config.groups;
+    HsptUintOption *option = opaque;
+    uint32_t value = *option->value;
 
     visit_type_uint32(v, name, &value, errp);
 }
 
-static void hspt_set_groups(Object *obj, Visitor *v, const char *name,
-                            void *opaque, Error **errp)
+static void hspt_set_uint(Object *obj, Visitor *v, const char *name,
+                          void *opaque, Error **errp)
 {
+    HsptUintOption *option = opaque;
     uint32_t value;
 
     if (!visit_type_uint32(v, name, &value, errp)) {
         return;
     }
-    if (value < 1 || value > HSPT_PRIVATE_SPACES) {
-        error_setg(errp, "Parameter 'hspt-groups' expects a value between "
-                   "1 and %d", HSPT_PRIVATE_SPACES);
+    if (value < option->min || value > option->max) {
+        error_setg(errp, "Parameter '%s' expects a value between %u and %u",
+                   name, option->min, option->max);
         return;
     }
-    hspt_config.groups = value;
-}
-
-static void hspt_get_window(Object *obj, Visitor *v, const char *name,
-                            void *opaque, Error **errp)
-{
-    uint32_t value = hspt_config.window;
-
-    visit_type_uint32(v, name, &value, errp);
-}
-
-static void hspt_set_window(Object *obj, Visitor *v, const char *name,
-                            void *opaque, Error **errp)
-{
-    uint32_t value;
-
-    if (!visit_type_uint32(v, name, &value, errp)) {
-        return;
-    }
-    if (value > HSPT_MAX_WINDOW) {
-        error_setg(errp, "Parameter 'hspt-window' expects a value between "
-                   "0 and %d", HSPT_MAX_WINDOW);
-        return;
-    }
-    hspt_config.window = value;
+    *option->value = value;
 }
 
 /* Shadow spaces per vCPU for the chosen organisation. */
@@ -142,12 +133,12 @@ void hspt_accel_class_init(ObjectClass *oc)
         "shared (one per vCPU, flushed on every switch), group (hspt-groups "
         "spaces, least recently used reassigned; default) or private (one "
         "per context, up to 256)");
-    object_class_property_add(oc, "hspt-groups", "uint32", hspt_get_groups,
-                              hspt_set_groups, NULL, NULL);
+    object_class_property_add(oc, "hspt-groups", "uint32", hspt_get_uint,
+                              hspt_set_uint, NULL, &hspt_groups_option);
     object_class_property_set_description(oc, "hspt-groups",
         "Shadow spaces per vCPU with hspt-spt=group (1-256, default 8)");
-    object_class_property_add(oc, "hspt-window", "uint32", hspt_get_window,
-                              hspt_set_window, NULL, NULL);
+    object_class_property_add(oc, "hspt-window", "uint32", hspt_get_uint,
+                              hspt_set_uint, NULL, &hspt_window_option);
     object_class_property_set_description(oc, "hspt-window",
         "Prefill window: kernel-view pages of the previous space mapped "
         "into a fresh space at a context switch (0-1024, default 256, "

@@ -198,6 +198,7 @@ static void tlbi_end(void)
     isb();
 }
 
+/* In the order of their op2 encodings, local then inner shareable. */
 enum tlbi {
     TLBIALL, TLBIMVA, TLBIASID, TLBIMVAA,
     TLBIALLIS, TLBIMVAIS, TLBIASIDIS, TLBIMVAAIS,
@@ -208,37 +209,25 @@ static const char *const tlbi_name[] = {
     "TLBIALLIS", "TLBIMVAIS", "TLBIASIDIS", "TLBIMVAAIS",
 };
 
-/* Invalidate VA of ASID with flavour OP. */
+/*
+ * Invalidate VA of ASID with flavour OP. The low two bits of OP say what
+ * the register holds (see enum tlbi); MCR needs constant encodings.
+ */
 static void tlbi(enum tlbi op, uint32_t va, uint32_t asid)
 {
-    uint32_t mva = (va & ~0xfffu) | asid;
+    const uint32_t arg[] = { 0, (va & ~0xfffu) | asid, asid, va & ~0xfffu };
+    uint32_t v = arg[op & 3];
 
     tlbi_begin();
     switch (op) {
-    case TLBIALL:
-        CP15_WRITE(c8, 0, c7, 0, 0);
-        break;
-    case TLBIMVA:
-        CP15_WRITE(c8, 0, c7, 1, mva);
-        break;
-    case TLBIASID:
-        CP15_WRITE(c8, 0, c7, 2, asid);
-        break;
-    case TLBIMVAA:
-        CP15_WRITE(c8, 0, c7, 3, va & ~0xfffu);
-        break;
-    case TLBIALLIS:
-        CP15_WRITE(c8, 0, c3, 0, 0);
-        break;
-    case TLBIMVAIS:
-        CP15_WRITE(c8, 0, c3, 1, mva);
-        break;
-    case TLBIASIDIS:
-        CP15_WRITE(c8, 0, c3, 2, asid);
-        break;
-    case TLBIMVAAIS:
-        CP15_WRITE(c8, 0, c3, 3, va & ~0xfffu);
-        break;
+    case TLBIALL:    CP15_WRITE(c8, 0, c7, 0, v); break;
+    case TLBIMVA:    CP15_WRITE(c8, 0, c7, 1, v); break;
+    case TLBIASID:   CP15_WRITE(c8, 0, c7, 2, v); break;
+    case TLBIMVAA:   CP15_WRITE(c8, 0, c7, 3, v); break;
+    case TLBIALLIS:  CP15_WRITE(c8, 0, c3, 0, v); break;
+    case TLBIMVAIS:  CP15_WRITE(c8, 0, c3, 1, v); break;
+    case TLBIASIDIS: CP15_WRITE(c8, 0, c3, 2, v); break;
+    case TLBIMVAAIS: CP15_WRITE(c8, 0, c3, 3, v); break;
     }
     tlbi_end();
 }
