@@ -66,8 +66,12 @@ static inline uint32_t pte_ap(unsigned ap)
 }
 
 static uint32_t l1[3][4096] __attribute__((aligned(16384)));  /* [0]: global */
-static uint32_t l2_user[3][256] __attribute__((aligned(1024)));
-static uint32_t l2_global[256] __attribute__((aligned(1024)));
+/* Last level of the test windows: per ASID, and the global one. */
+typedef uint32_t pte_t;
+#define PTES            256
+#define PTE_PAGE_ATTRS  (PTE_CB | PTE_SMALL)
+static pte_t pt_user[3][PTES] __attribute__((aligned(1024)));
+static pte_t pt_global[PTES] __attribute__((aligned(1024)));
 #else
 #define FORMAT          "long descriptors (LPAE)"
 /* Long-descriptor formats (ARM DDI 0406C, B3.6). */
@@ -100,8 +104,13 @@ static inline uint64_t pte_ap(unsigned ap)
 static uint64_t l1[3][4] __attribute__((aligned(32)));
 static uint64_t l2_low[3][512] __attribute__((aligned(4096)));
 static uint64_t l2_ram[512] __attribute__((aligned(4096)));    /* shared */
-static uint64_t l3_user[3][512] __attribute__((aligned(4096)));
-static uint64_t l3_global[512] __attribute__((aligned(4096)));
+/* Level 3 of the test windows: per ASID, and the global one. */
+typedef uint64_t pte_t;
+#define PTES            512
+#define PTE_NG          D_NG
+#define PTE_PAGE_ATTRS  (D_AF | D_SH_INNER | D_ATTR_NORMAL | D_PAGE)
+static pte_t pt_user[3][PTES] __attribute__((aligned(4096)));
+static pte_t pt_global[PTES] __attribute__((aligned(4096)));
 #endif
 static uint32_t pages[NPAGES][1024] __attribute__((aligned(4096)));
 
@@ -361,21 +370,20 @@ static uint32_t page_pa(unsigned page)
     return (uint32_t)(uintptr_t)pages[page];
 }
 
-#ifndef LPAE
-static uint32_t *pte_of(uint32_t asid, uint32_t va)
+static pte_t *pte_of(uint32_t asid, uint32_t va)
 {
     if ((va & WINDOW_MASK) == GLOBAL_VA) {
-        return &l2_global[(va >> 12) & 0xff];
+        return &pt_global[(va >> 12) % PTES];
     }
-    return &l2_user[asid][(va >> 12) & 0xff];
+    return &pt_user[asid][(va >> 12) % PTES];
 }
 
 /* Map VA of ASID (global pages: of every ASID) to test page PAGE. */
 static void map(uint32_t asid, uint32_t va, unsigned page, unsigned ap)
 {
-    uint32_t ng = (va & WINDOW_MASK) == GLOBAL_VA ? 0 : PTE_NG;
+    pte_t ng = (va & WINDOW_MASK) == GLOBAL_VA ? 0 : PTE_NG;
 
-    *pte_of(asid, va) = page_pa(page) | pte_ap(ap) | ng | PTE_CB | PTE_SMALL;
+    *pte_of(asid, va) = page_pa(page) | pte_ap(ap) | ng | PTE_PAGE_ATTRS;
 }
 
 static void unmap(uint32_t asid, uint32_t va)
@@ -383,7 +391,8 @@ static void unmap(uint32_t asid, uint32_t va)
     *pte_of(asid, va) = 0;
 }
 
-static void build_tables(void)
+#ifndef LPAE
+static void format_tables_init(void)
 {
     for (unsigned t = 0; t < 3; t++) {
         for (unsigned s = 0; s < RAM_SECTIONS; s++) {
@@ -393,57 +402,22 @@ static void build_tables(void)
         }
         l1[t][0x090] = 0x09000000u | SECT_AP_PRIV | SECT_XN | L1_SECTION;
         if (t) {
-            l1[t][USER_VA >> 20] = (uint32_t)(uintptr_t)l2_user[t] |
+            l1[t][USER_VA >> 20] = (uint32_t)(uintptr_t)pt_user[t] |
                                    L1_DOMAIN(USER_DOMAIN) | L1_TABLE;
-            l1[t][GLOBAL_VA >> 20] = (uint32_t)(uintptr_t)l2_global |
+            l1[t][GLOBAL_VA >> 20] = (uint32_t)(uintptr_t)pt_global |
                                      L1_DOMAIN(USER_DOMAIN) | L1_TABLE;
         }
     }
-    for (unsigned p = 0; p < NPAGES; p++) {
-        pages[p][0] = marker(p);
-    }
-    dsb();
 }
 
-static void mmu_on(void)
+static void format_regs_init(void)
 {
-    uint32_t sctlr;
-
     CP15_WRITE(c2, 0, c0, 2, 0);                        /* TTBCR: TTBR0 only */
     set_dacr(0x55555555u);                              /* all client */
-    switch_to(0);
-    CP15_WRITE(c8, 0, c7, 0, 0);                        /* TLBIALL */
-    dsb();
-    asm volatile("mrc p15, 0, %0, c1, c0, 0" : "=r"(sctlr));
-    sctlr |= 1u | (1u << 23);                           /* M, SPAN */
-    CP15_WRITE(c1, 0, c0, 0, sctlr);
-    isb();
 }
 
 #else
-static uint64_t *pte_of(uint32_t asid, uint32_t va)
-{
-    if ((va & WINDOW_MASK) == GLOBAL_VA) {
-        return &l3_global[(va >> 12) & 0x1ff];
-    }
-    return &l3_user[asid][(va >> 12) & 0x1ff];
-}
-
-/* Map VA of ASID (global pages: of every ASID) to test page PAGE. */
-static void map(uint32_t asid, uint32_t va, unsigned page, unsigned ap)
-{
-    uint64_t ng = (va & WINDOW_MASK) == GLOBAL_VA ? 0 : D_NG;
-
-    *pte_of(asid, va) = page_pa(page) | pte_ap(ap) | ng | D_AF | D_SH_INNER |
-                        D_ATTR_NORMAL | D_PAGE;
-}
-
-static void unmap(uint32_t asid, uint32_t va)
-{
-    *pte_of(asid, va) = 0;
-}
-
-static void build_tables(void)
+static void format_tables_init(void)
 {
     for (unsigned b = 0; b < RAM_SECTIONS / 2; b++) {
         uint64_t base = RAM_BASE + (b << 21);
@@ -457,12 +431,24 @@ static void build_tables(void)
         l2_low[t][0x09000000u >> 21] = 0x09000000u | D_AF | D_ATTR_DEVICE |
                                        D_XN | D_BLOCK;
         if (t) {
-            l2_low[t][USER_VA >> 21] = (uint32_t)(uintptr_t)l3_user[t] |
+            l2_low[t][USER_VA >> 21] = (uint32_t)(uintptr_t)pt_user[t] |
                                        D_TABLE;
-            l2_low[t][GLOBAL_VA >> 21] = (uint32_t)(uintptr_t)l3_global |
+            l2_low[t][GLOBAL_VA >> 21] = (uint32_t)(uintptr_t)pt_global |
                                          D_TABLE;
         }
     }
+}
+
+static void format_regs_init(void)
+{
+    CP15_WRITE(c10, 0, c2, 0, MAIR0_VALUE);
+    CP15_WRITE(c2, 0, c0, 2, TTBCR_EAE);                /* TTBR0 only */
+}
+#endif
+
+static void build_tables(void)
+{
+    format_tables_init();
     for (unsigned p = 0; p < NPAGES; p++) {
         pages[p][0] = marker(p);
     }
@@ -473,8 +459,7 @@ static void mmu_on(void)
 {
     uint32_t sctlr;
 
-    CP15_WRITE(c10, 0, c2, 0, MAIR0_VALUE);
-    CP15_WRITE(c2, 0, c0, 2, TTBCR_EAE);                /* TTBR0 only */
+    format_regs_init();
     switch_to(0);
     CP15_WRITE(c8, 0, c7, 0, 0);                        /* TLBIALL */
     dsb();
@@ -483,7 +468,6 @@ static void mmu_on(void)
     CP15_WRITE(c1, 0, c0, 0, sctlr);
     isb();
 }
-#endif
 
 /* --- checks -------------------------------------------------------------- */
 
@@ -548,17 +532,28 @@ static unsigned fresh_page(void)
 }
 
 /*
+ * Run ASID, with its VA newly mapped to a fresh page with AP and cached in
+ * every view that may read it; the page.
+ */
+static unsigned fresh_mapping(uint32_t asid, uint32_t va, unsigned ap)
+{
+    unsigned page = fresh_page();
+
+    switch_to(asid);
+    map(asid, va, page, ap);
+    tlbi(TLBIALL, 0, 0);
+    warm(va, ap);
+    return page;
+}
+
+/*
  * Local flavours on the current context: VA of ASID 1 (or a global page)
  * is remapped, the TLBI must make the new page visible.
  */
 static void test_local_remap(enum tlbi op, uint32_t va, unsigned ap)
 {
-    unsigned old = fresh_page(), new = fresh_page();
+    unsigned old = fresh_mapping(1, va, ap), new = fresh_page();
 
-    switch_to(1);
-    map(1, va, old, ap);
-    tlbi(TLBIALL, 0, 0);
-    warm(va, ap);
     check_reads(va, ap, marker(old), "the first mapping");
     map(1, va, new, ap);
     tlbi(op, va, 1);
@@ -571,12 +566,8 @@ static void test_local_remap(enum tlbi op, uint32_t va, unsigned ap)
  */
 static void test_other_context(enum tlbi op, uint32_t va, unsigned ap)
 {
-    unsigned old = fresh_page(), new = fresh_page();
+    unsigned old = fresh_mapping(2, va, ap), new = fresh_page();
 
-    switch_to(2);
-    map(2, va, old, ap);
-    tlbi(TLBIALL, 0, 0);
-    warm(va, ap);
     check_reads(va, ap, marker(old), "the first mapping (ASID 2)");
     switch_to(1);
     warm(va, ap);               /* ASID 1's own mapping of VA, if any */
@@ -629,12 +620,8 @@ static void check_read_faults(uint32_t va, const char *how)
 static void test_unmap(enum tlbi op)
 {
     uint32_t va = USER_VA + 0x40000;
-    unsigned page = fresh_page();
+    unsigned page = fresh_mapping(1, va, AP_ALL_RW);
 
-    switch_to(1);
-    map(1, va, page, AP_ALL_RW);
-    tlbi(TLBIALL, 0, 0);
-    warm(va, AP_ALL_RW);
     unmap(1, va);
     tlbi(op, va, 1);
     check_read_faults(va, tlbi_name[op]);
@@ -679,13 +666,8 @@ static void test_write_protect(enum tlbi op)
 static void test_dacr(void)
 {
     uint32_t va = USER_VA + 0x60000;
-    unsigned page = fresh_page();
+    unsigned page = fresh_mapping(1, va, AP_ALL_RO);
     uint32_t cpu = cpu_index(), before;
-
-    switch_to(1);
-    map(1, va, page, AP_ALL_RO);
-    tlbi(TLBIALL, 0, 0);
-    warm(va, AP_ALL_RO);
 
     set_dacr(dacr_with(USER_DOMAIN, 0));
     before = aborts[cpu];
@@ -709,13 +691,9 @@ static void test_dacr(void)
 static void test_pan(void)
 {
     uint32_t va = USER_VA + 0x70000;
-    unsigned page = fresh_page();
+    unsigned page = fresh_mapping(1, va, AP_ALL_RW);
     uint32_t cpu = cpu_index(), before;
 
-    switch_to(1);
-    map(1, va, page, AP_ALL_RW);
-    tlbi(TLBIALL, 0, 0);
-    warm(va, AP_ALL_RW);
     (void)read_priv(va);
     before = aborts[cpu];
     check_value(read_pan(va), NO_VALUE, "PL1 read with PAN", "user page");
