@@ -42,8 +42,8 @@
  */
 #define HSPT_HOT_PAGE_FLUSHES 16
 /*
- * Prefill of a fresh space from the previous one: at most this many pages
- * of the privileged views (mmu_idx E10_1 and E10_1_PAN: bits 2 and 4).
+ * Prefill of a fresh space from the previous one (at most hspt-window
+ * pages) covers the privileged views: mmu_idx E10_1 and E10_1_PAN.
  */
 #define HSPT_PREFILL_IDX_MASK ((1 << 2) | (1 << 4))
 
@@ -389,14 +389,23 @@ static void hspt_slot_forget_blocks(HsptSlot *slot)
     slot->blocks_overflow = false;
 }
 
-static void hspt_slot_add_block(HsptSlot *slot, uint32_t va_pfn,
+static bool hspt_slot_has_block(HsptSlot *slot, uint32_t va_pfn,
                                 uint32_t npages)
 {
     for (unsigned i = 0; i < slot->n_blocks; i++) {
         if (slot->blocks[i].va_pfn == va_pfn &&
             slot->blocks[i].npages == npages) {
-            return;
+            return true;
         }
+    }
+    return false;
+}
+
+static void hspt_slot_add_block(HsptSlot *slot, uint32_t va_pfn,
+                                uint32_t npages)
+{
+    if (hspt_slot_has_block(slot, va_pfn, npages)) {
+        return;
     }
     if (slot->n_blocks == HSPT_SLOT_BLOCKS) {
         slot->blocks_overflow = true;
@@ -497,12 +506,9 @@ static void hspt_block_revalidated(HsptCPU *hc, unsigned s, uint32_t va_pfn,
 
     qatomic_inc(&hspt_stats.revalidated);
     qemu_mutex_lock(&hspt_lock);
-    for (unsigned i = 0; keep && i < slot->n_blocks; i++) {
-        if (slot->blocks[i].va_pfn == va_pfn &&
-            slot->blocks[i].npages == npages) {
-            qemu_mutex_unlock(&hspt_lock);
-            return;
-        }
+    if (keep && hspt_slot_has_block(slot, va_pfn, npages)) {
+        qemu_mutex_unlock(&hspt_lock);
+        return;
     }
     hspt_reserve_or_die(base + ((uint64_t)va_pfn << bits),
                         (size_t)npages << bits);

@@ -78,6 +78,7 @@ static inline bool hspt_idx_active(int mmu_idx)
 }
 
 typedef struct CPUState CPUState;
+typedef struct TranslationBlock TranslationBlock;
 
 /*
  * A guest context as the target tags it: translations filled under one
@@ -187,7 +188,6 @@ bool hspt_take_fault(CPUState *cpu, int mmu_idx, uint64_t *va, bool *store,
 void hspt_note_fault_ahead(void);
 
 /* Code generation side (tcg/tcg-hspt.c.inc). */
-typedef struct TranslationBlock TranslationBlock;
 uintptr_t hspt_tcg_find_stub(uintptr_t host_pc, const TranslationBlock **tb);
 
 /* Sites that keep faulting (hspt-sites.c). */
