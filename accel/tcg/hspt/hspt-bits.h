@@ -130,4 +130,52 @@ static inline HsptRmapRef hspt_rmap_unpack(uint64_t e)
     };
 }
 
+/*
+ * Per-page flush counts of a region, scoped to an epoch of its space: a
+ * count byte holds the epoch's generation in its top bits and the count in
+ * the rest, so a new epoch starts every page at zero without clearing the
+ * array. A page whose count reaches the hot limit within one epoch stays
+ * hot in later epochs (HSPT_FLUSH_HOT) until the array is cleared.
+ */
+#define HSPT_FLUSH_GEN_SHIFT 5
+#define HSPT_FLUSH_HOT 0xff
+/* Counts saturate here, below the bits of HSPT_FLUSH_HOT. */
+#define HSPT_FLUSH_COUNT_MAX ((1u << HSPT_FLUSH_GEN_SHIFT) - 2)
+
+static inline bool hspt_flush_hot(uint8_t e)
+{
+    return e == HSPT_FLUSH_HOT;
+}
+
+static inline unsigned hspt_flush_count(uint8_t e, uint8_t gen)
+{
+    if (hspt_flush_hot(e)) {
+        return HSPT_FLUSH_COUNT_MAX;
+    }
+    return (e >> HSPT_FLUSH_GEN_SHIFT) ==
+           (gen & (0xff >> HSPT_FLUSH_GEN_SHIFT)) ?
+           e & ((1u << HSPT_FLUSH_GEN_SHIFT) - 1) : 0;
+}
+
+/*
+ * Count one more flush of entry *E in generation GEN; true if that makes
+ * it hot (HOT_LIMIT flushes in GEN, HOT_LIMIT <= HSPT_FLUSH_COUNT_MAX).
+ */
+static inline bool hspt_flush_count_inc(uint8_t *e, uint8_t gen,
+                                        unsigned hot_limit)
+{
+    unsigned n;
+
+    if (hspt_flush_hot(*e)) {
+        return false;
+    }
+    n = MIN(hspt_flush_count(*e, gen) + 1, HSPT_FLUSH_COUNT_MAX);
+    if (n >= hot_limit) {
+        *e = HSPT_FLUSH_HOT;
+        return true;
+    }
+    *e = (uint8_t)(gen << HSPT_FLUSH_GEN_SHIFT) | n;
+    return false;
+}
+
 #endif

@@ -18,7 +18,8 @@ typedef struct HsptSlot {
     unsigned long *mapped;      /* guest page has a file mapping */
     unsigned long *writable;    /* ... and it is PROT_WRITE */
     uint32_t *ram_pfn;          /* RAM page behind each mapped guest page */
-    uint8_t *page_flushes;      /* page flushes that hit each guest page */
+    /* page flushes that hit each guest page, see hspt_flush_count() */
+    uint8_t *page_flushes;
     bool has_hot_pages;         /* some page_flushes reached the limit */
     uint32_t n_mapped;
     uint32_t vmas;              /* see hspt_account_vmas() */
@@ -44,6 +45,9 @@ typedef struct HsptSpace {
      */
     bool stale;
     uint64_t last_used;         /* LRU clock */
+    /* page flush counts are per epoch (see HSPT_HOT_EPOCH_NS) */
+    uint8_t flush_epoch;
+    int64_t flush_epoch_start;  /* host ns */
     uint32_t n_mapped;
 } HsptSpace;
 

@@ -9,6 +9,7 @@
 #include "qemu/atomic.h"
 #include "qemu/bitmap.h"
 #include "qemu/thread.h"
+#include "qemu/timer.h"
 #include "qapi/error.h"
 #include "qemu/error-report.h"
 #include "hw/core/cpu.h"
@@ -34,13 +35,23 @@
 #define HSPT_FLUSH_PAGEWISE_MAX 32
 /*
  * A guest page whose shadow mapping was dropped by this many page flushes
- * (a kmap or fixmap slot, a buffer mapped and unmapped in a loop) is not
- * mapped again in that space: every refill would cost a signal and two
- * syscalls where softmmu refills in a fraction of a microsecond. Accesses
- * to it take the softmmu path; sites that keep hitting it are retranslated
- * onto softmmu by hspt-sites.c.
+ * within one epoch of its space (a kmap or fixmap slot, a buffer mapped
+ * and unmapped in a loop, the stack of a process that forks in a loop:
+ * one copy-on-write break per fork) is not mapped again in that space
+ * until the space gets another context: every refill would cost a signal
+ * and two mmaps where softmmu refills after a guest fault or TLB miss in a
+ * fraction of that. Accesses to it take the softmmu path; sites that keep
+ * hitting it are retranslated onto softmmu by hspt-sites.c.
  */
 #define HSPT_HOT_PAGE_FLUSHES 16
+/*
+ * An epoch ends when its space becomes current this long after the epoch
+ * began. Counting over the space's lifetime instead also caught a shell
+ * that forks once per command: its stack got hot after 16 commands, and
+ * every translation block using the stack was retranslated onto softmmu
+ * after one signal each (3800 in one boot of the guest kit).
+ */
+#define HSPT_HOT_EPOCH_NS (100 * SCALE_MS)
 /*
  * Prefill of a fresh space from the previous one (at most hspt-window
  * pages) covers the privileged views: mmu_idx E10_1 and E10_1_PAN.
@@ -325,14 +336,31 @@ static void hspt_slot_forget_range(HsptSpace *sp, HsptSlot *slot,
     }
 }
 
-/* A page flush (not a region flush) dropped the mapping of VA_PFN. */
-static void hspt_count_page_flush(HsptSlot *slot, uint32_t va_pfn)
+/* SP becomes current: start a new flush epoch if the current one is over. */
+static void hspt_space_next_flush_epoch(HsptSpace *sp)
 {
-    if (slot->page_flushes[va_pfn] < HSPT_HOT_PAGE_FLUSHES &&
-        ++slot->page_flushes[va_pfn] == HSPT_HOT_PAGE_FLUSHES) {
+    int64_t now = get_clock();
+
+    if (now - sp->flush_epoch_start >= HSPT_HOT_EPOCH_NS) {
+        sp->flush_epoch++;
+        sp->flush_epoch_start = now;
+    }
+}
+
+/* A page flush (not a region flush) of SP dropped the mapping of VA_PFN. */
+static void hspt_count_page_flush(HsptSpace *sp, HsptSlot *slot,
+                                  uint32_t va_pfn)
+{
+    if (hspt_flush_count_inc(&slot->page_flushes[va_pfn], sp->flush_epoch,
+                             HSPT_HOT_PAGE_FLUSHES)) {
         slot->has_hot_pages = true;
         qatomic_inc(&hspt_stats.hot_pages);
     }
+}
+
+static bool hspt_slot_page_hot(HsptSlot *slot, uint32_t va_pfn)
+{
+    return hspt_flush_hot(slot->page_flushes[va_pfn]);
 }
 
 /*
@@ -363,10 +391,10 @@ static void hspt_queue_prefill(HsptCPU *hc, HsptSpace *from, HsptSpace *to)
 
 bool hspt_page_is_hot(CPUState *cpu, int mmu_idx, uint64_t va)
 {
-    HsptSlot *slot = &hspt_cpu(cpu)->cur->slot[hspt_slot_of_idx[mmu_idx]];
+    HsptSpace *sp = hspt_cpu(cpu)->cur;
 
-    return slot->page_flushes[va >> qemu_target_page_bits()] >=
-           HSPT_HOT_PAGE_FLUSHES;
+    return hspt_slot_page_hot(&sp->slot[hspt_slot_of_idx[mmu_idx]],
+                              va >> qemu_target_page_bits());
 }
 
 /* A space gets another context: its pages start afresh. */
@@ -485,7 +513,7 @@ void hspt_unmap_page_locked(CPUState *cpu, int mmu_idx, uint64_t page)
                     .page_flush = true };
             } else {
                 hspt_slot_unmap_page(sp, slot, hspt_slot_base(sp, s), va_pfn);
-                hspt_count_page_flush(slot, va_pfn);
+                hspt_count_page_flush(sp, slot, va_pfn);
             }
         }
     }
@@ -582,7 +610,7 @@ void hspt_revalidated(CPUState *cpu, const HsptRevalidate *r, bool keep)
         hspt_slot_unmap_page(hc->cur, slot, hspt_slot_base(hc->cur, s),
                              va_pfn);
         if (r->page_flush) {
-            hspt_count_page_flush(slot, va_pfn);
+            hspt_count_page_flush(hc->cur, slot, va_pfn);
         }
         qatomic_inc(&hspt_stats.revalidate_unmaps);
     }
@@ -896,7 +924,7 @@ bool hspt_map_locked(CPUState *cpu, int mmu_idx, uint64_t va, void *host,
     slot = &sp->slot[s];
     addr = hspt_slot_base(sp, s) + va;
 
-    if (slot->page_flushes[va_pfn] >= HSPT_HOT_PAGE_FLUSHES) {
+    if (hspt_slot_page_hot(slot, va_pfn)) {
         qatomic_inc(&hspt_stats.hot_refusals);
         goto out;
     }
@@ -1045,6 +1073,9 @@ void hspt_context_switch(CPUState *cpu, const HsptContextKey *key,
     }
     prev = hc->cur;
     next->last_used = hc->clock;
+    if (next != prev) {
+        hspt_space_next_flush_epoch(next);
+    }
     hc->cur = next;
     if (next->stale) {
         for (unsigned s = 0; s < hspt_nslots; s++) {

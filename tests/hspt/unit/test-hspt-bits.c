@@ -140,6 +140,53 @@ static void test_units_too_many(void)
                     ==, -1);
 }
 
+static void test_flush_count_per_generation(void)
+{
+    uint8_t e = 0;
+
+    /* A fresh (zeroed) entry counts 0 in generation 0 and in others. */
+    g_assert_cmpuint(hspt_flush_count(e, 0), ==, 0);
+    g_assert_cmpuint(hspt_flush_count(e, 5), ==, 0);
+    for (unsigned i = 1; i < 16; i++) {
+        g_assert_false(hspt_flush_count_inc(&e, 3, 16));
+        g_assert_cmpuint(hspt_flush_count(e, 3), ==, i);
+    }
+    /* Another generation starts from zero... */
+    g_assert_cmpuint(hspt_flush_count(e, 4), ==, 0);
+    g_assert_false(hspt_flush_count_inc(&e, 4, 16));
+    g_assert_cmpuint(hspt_flush_count(e, 4), ==, 1);
+    g_assert_cmpuint(hspt_flush_count(e, 3), ==, 0);
+    /* ... and only the low bits of the generation are kept. */
+    g_assert_cmpuint(hspt_flush_count(e, 4 + 8), ==, 1);
+    g_assert_false(hspt_flush_hot(e));
+}
+
+static void test_flush_count_hot_sticks(void)
+{
+    uint8_t e = 0;
+
+    for (unsigned i = 1; i < 16; i++) {
+        g_assert_false(hspt_flush_count_inc(&e, 7, 16));
+    }
+    g_assert_true(hspt_flush_count_inc(&e, 7, 16));
+    g_assert_true(hspt_flush_hot(e));
+    /* Hot once: later generations and flushes keep it hot, reported once. */
+    g_assert_false(hspt_flush_count_inc(&e, 0, 16));
+    g_assert_true(hspt_flush_hot(e));
+    g_assert_cmpuint(hspt_flush_count(e, 1), >=, 16);
+}
+
+static void test_flush_count_not_hot_by_saturation(void)
+{
+    uint8_t e = 0;
+
+    /* Without a reachable limit, counts saturate but never read as hot. */
+    for (unsigned i = 0; i < 100; i++) {
+        g_assert_false(hspt_flush_count_inc(&e, 7, HSPT_FLUSH_COUNT_MAX + 1));
+    }
+    g_assert_false(hspt_flush_hot(e));
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -154,5 +201,11 @@ int main(int argc, char **argv)
     g_test_add_func("/hspt/units/block-head-unmapped",
                     test_units_block_head_unmapped);
     g_test_add_func("/hspt/units/too-many", test_units_too_many);
+    g_test_add_func("/hspt/flush-count/per-generation",
+                    test_flush_count_per_generation);
+    g_test_add_func("/hspt/flush-count/hot-sticks",
+                    test_flush_count_hot_sticks);
+    g_test_add_func("/hspt/flush-count/saturates",
+                    test_flush_count_not_hot_by_saturation);
     return g_test_run();
 }
