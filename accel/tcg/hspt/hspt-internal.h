@@ -51,6 +51,14 @@ typedef struct HsptSpace {
     uint32_t n_mapped;
 } HsptSpace;
 
+typedef struct HsptPendingAccess {
+    bool valid;
+    uint32_t va;
+    bool store;
+    const TranslationBlock *tb; /* whose direct access missed, or NULL */
+    unsigned tb_flushes;        /* tb_flush_count when tb was valid */
+} HsptPendingAccess;
+
 typedef struct HsptCPU {
     uint8_t *base;              /* one reservation holding every space */
     size_t size;
@@ -65,14 +73,12 @@ typedef struct HsptCPU {
     unsigned n_reval;
     bool guest_tlbi_all;        /* see hspt_flush_all_prepare() */
     /*
-     * The last redirected access until its slow path completes; left set
-     * when that raised a guest exception (see hspt_exception_return()).
+     * Per view, the last slow-path access until it completes; left set
+     * when it raised a guest exception (see hspt_exception_return()), and
+     * kept per view so that the guest's handler, which runs in another
+     * view, does not overwrite it.
      */
-    const TranslationBlock *fault_tb;
-    unsigned fault_tb_flushes;  /* tb_flush_count when fault_tb was valid */
-    int fault_idx;              /* -1: none */
-    uint32_t fault_va;
-    bool fault_store;
+    HsptPendingAccess pending[HSPT_MAX_SLOTS];
 } HsptCPU;
 
 /* Process-wide counters (printed at exit with QEMU_HSPT_STATS=1). */

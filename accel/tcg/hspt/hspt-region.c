@@ -211,7 +211,6 @@ void hspt_cpu_init(CPUState *cpu)
         hc->spaces[i].base = hc->base + i * hspt_space_size();
     }
     hc->cur = &hc->spaces[0];
-    hc->fault_idx = -1;
     hspt_space_alloc(hc->cur);
 }
 
@@ -1120,30 +1119,47 @@ static void hspt_note_fault(CPUState *cpu, const void *addr, bool store,
     uint64_t offset = (const uint8_t *)addr - hc->cur->base;
     unsigned slot = offset >> HSPT_SLOT_SHIFT;
 
-    hc->fault_idx = -1;
     if ((const uint8_t *)addr >= hc->cur->base && slot < hspt_nslots) {
-        hc->fault_idx = hspt_idx_of_slot[slot];
         /* an access that wrapped past 4 GiB faults in the guard half */
-        hc->fault_va = (uint32_t)offset;
-        hc->fault_store = store;
-        hc->fault_tb = tb;
-        hc->fault_tb_flushes = qatomic_read(&tb_ctx.tb_flush_count);
+        hc->pending[slot] = (HsptPendingAccess) {
+            .valid = true, .va = (uint32_t)offset, .store = store, .tb = tb,
+            .tb_flushes = qatomic_read(&tb_ctx.tb_flush_count) };
+        /* Only generated code faults here: no trace lock can be held. */
+        trace_hspt_signal(cpu->cpu_index, hspt_idx_of_slot[slot],
+                          (uint32_t)offset, store);
     }
+}
+
+static bool hspt_same_page(uint32_t a, uint32_t b)
+{
+    return !((a ^ b) & TARGET_PAGE_MASK);
+}
+
+void hspt_note_slow_access(CPUState *cpu, int mmu_idx, uint64_t addr,
+                           bool store)
+{
+    HsptPendingAccess *p =
+        &hspt_cpu(cpu)->pending[hspt_slot_of_idx[mmu_idx]];
+
+    /* A shadow miss of this access already recorded it, with its TB. */
+    if (p->valid && hspt_same_page(p->va, addr)) {
+        return;
+    }
+    *p = (HsptPendingAccess) { .valid = true, .va = addr, .store = store };
 }
 
 const TranslationBlock *hspt_take_redirect(CPUState *cpu, int mmu_idx,
                                            uint64_t addr, uint64_t last)
 {
-    HsptCPU *hc = hspt_cpu(cpu);
-    uint32_t page = hc->fault_va & TARGET_PAGE_MASK;
+    HsptPendingAccess *p =
+        &hspt_cpu(cpu)->pending[hspt_slot_of_idx[mmu_idx]];
 
-    if (hc->fault_idx != mmu_idx ||
-        (page != ((uint32_t)addr & TARGET_PAGE_MASK) &&
-         page != ((uint32_t)last & TARGET_PAGE_MASK))) {
+    if (!p->valid ||
+        (!hspt_same_page(p->va, addr) && !hspt_same_page(p->va, last))) {
         return NULL;
     }
-    hc->fault_idx = -1;
-    return hc->fault_tb;
+    p->valid = false;
+    return p->tb;
 }
 
 void hspt_note_fault_ahead(void)
@@ -1154,17 +1170,17 @@ void hspt_note_fault_ahead(void)
 bool hspt_take_fault(CPUState *cpu, int mmu_idx, uint64_t *va, bool *store,
                      const TranslationBlock **tb)
 {
-    HsptCPU *hc = hspt_cpu(cpu);
+    HsptPendingAccess *p =
+        &hspt_cpu(cpu)->pending[hspt_slot_of_idx[mmu_idx]];
 
-    if (hc->fault_idx != mmu_idx) {
+    if (!p->valid) {
         return false;
     }
-    hc->fault_idx = -1;
-    *va = hc->fault_va;
-    *store = hc->fault_store;
+    p->valid = false;
+    *va = p->va;
+    *store = p->store;
     /* The guest ran meanwhile: its TBs may have been flushed. */
-    *tb = hc->fault_tb_flushes == qatomic_read(&tb_ctx.tb_flush_count) ?
-          hc->fault_tb : NULL;
+    *tb = p->tb_flushes == qatomic_read(&tb_ctx.tb_flush_count) ? p->tb : NULL;
     return true;
 }
 

@@ -184,6 +184,15 @@ const TranslationBlock *hspt_take_redirect(CPUState *cpu, int mmu_idx,
  */
 bool hspt_take_fault(CPUState *cpu, int mmu_idx, uint64_t *va, bool *store,
                      const TranslationBlock **tb);
+/*
+ * A slow-path access of MMU_IDX to ADDR is starting (from a softmmu-only
+ * translation block, or redirected by a shadow miss). If it raises a guest
+ * exception, hspt_exception_return() fetches its page ahead as for a
+ * faulted direct access: the retried access may run in a new block that
+ * starts at the faulting instruction and uses the direct path.
+ */
+void hspt_note_slow_access(CPUState *cpu, int mmu_idx, uint64_t addr,
+                           bool store);
 /* Count a page that hspt_exception_return() mapped. */
 void hspt_note_fault_ahead(void);
 
