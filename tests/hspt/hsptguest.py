@@ -79,15 +79,18 @@ def qemu_cmdline(kernel, workloads, size="test", reps=1, smp=1,
 
 
 def boot(kernel, workloads, size="test", reps=1, smp=1, qemu=QEMU_SYSTEM,
-         extra_args=(), timeout=900, log=None):
-    """Boot KERNEL, run WORKLOADS and return a BootResult."""
+         extra_args=(), timeout=900, log=None, env=None):
+    """Boot KERNEL, run WORKLOADS and return a BootResult.
+
+    ENV: extra environment variables for QEMU."""
     cmd = qemu_cmdline(kernel, workloads, size, reps, smp, qemu, extra_args)
     if log:
         log.write("$ " + shlex.join(cmd) + "\n")
         log.flush()
     start = time.monotonic()
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            env=dict(os.environ, **env) if env else None)
     lines, results, outputs = [], [], {}
     boot_seconds = None
     done = False
