@@ -38,6 +38,10 @@
 #define GLOBAL_VA       0x10200000u     /* one last-level table, global */
 #define WINDOW_MASK     0xffe00000u     /* 2 MiB: one LPAE level-3 table */
 #define USER_DOMAIN     1
+/* A section (short) or level-2 block (LPAE) of ASID 1, nG, PL0 RW */
+#define BLOCK_VA        0x20000000u
+#define BLOCK_PA_A      (RAM_BASE + 0x01000000u)        /* past the 16 MiB */
+#define BLOCK_PA_B      (RAM_BASE + 0x01400000u)
 
 #define CPSR_PAN        (1u << 22)
 
@@ -59,6 +63,8 @@ enum { AP_PRIV_RW = 1, AP_USER_RO = 2, AP_ALL_RW = 3, AP_ALL_RO = 7 };
 #define PTE_SMALL       0x2u
 #define PTE_CB          0xcu
 #define PTE_NG          (1u << 11)
+#define SECT_AP_ALL_RW  (3u << 10)
+#define SECT_NG         (1u << 17)
 
 static inline uint32_t pte_ap(unsigned ap)
 {
@@ -392,6 +398,14 @@ static void unmap(uint32_t asid, uint32_t va)
 }
 
 #ifndef LPAE
+/* BLOCK_VA of ASID as a section at PA, or unmapped if PA is 0. */
+static void map_block(uint32_t asid, uint32_t pa)
+{
+    l1[asid][BLOCK_VA >> 20] = pa ? pa | SECT_AP_ALL_RW | SECT_NG |
+                                    L1_DOMAIN(USER_DOMAIN) | SECT_CB |
+                                    L1_SECTION : 0;
+}
+
 static void format_tables_init(void)
 {
     for (unsigned t = 0; t < 3; t++) {
@@ -417,6 +431,14 @@ static void format_regs_init(void)
 }
 
 #else
+/* BLOCK_VA of ASID as a level-2 block at PA, or unmapped if PA is 0. */
+static void map_block(uint32_t asid, uint32_t pa)
+{
+    l2_low[asid][BLOCK_VA >> 21] = pa ? pa | D_AF | D_SH_INNER |
+                                        D_ATTR_NORMAL | D_NG |
+                                        pte_ap(AP_ALL_RW) | D_BLOCK : 0;
+}
+
 static void format_tables_init(void)
 {
     for (unsigned b = 0; b < RAM_SECTIONS / 2; b++) {
@@ -658,6 +680,45 @@ static void test_write_protect(enum tlbi op)
                 tlbi_name[op]);
 }
 
+/*
+ * A large page is cached whole (the shadow maps a section or block in one
+ * go); invalidating another page inside it must drop all of it, since it
+ * is one TLB entry. Remap and unmap, invalidating BLOCK_VA + 0x80000 and
+ * reading BLOCK_VA + 0x5000.
+ */
+static uint32_t block_marker(uint32_t pa)
+{
+    return 0xb1000000u | (pa >> 20);
+}
+
+static void block_markers_init(void)
+{
+    static const uint32_t pa[] = { BLOCK_PA_A, BLOCK_PA_B };
+
+    switch_to(1);
+    for (unsigned i = 0; i < 2; i++) {
+        map_block(1, pa[i]);
+        tlbi(TLBIALL, 0, 0);
+        (void)write_priv(BLOCK_VA + 0x5000, block_marker(pa[i]));
+    }
+}
+
+static void test_large_page(enum tlbi op)
+{
+    const uint32_t va = BLOCK_VA + 0x5000, other = BLOCK_VA + 0x80000;
+
+    switch_to(1);
+    map_block(1, BLOCK_PA_A);
+    tlbi(TLBIALL, 0, 0);
+    check_reads(va, AP_ALL_RW, block_marker(BLOCK_PA_A), "the first block");
+    map_block(1, BLOCK_PA_B);
+    tlbi(op, other, 1);
+    check_reads(va, AP_ALL_RW, block_marker(BLOCK_PA_B), tlbi_name[op]);
+    map_block(1, 0);
+    tlbi(op, other, 1);
+    check_read_faults(va, tlbi_name[op]);
+}
+
 #ifndef LPAE
 /*
  * DACR changes need no TLBI: no access faults, manager ignores AP, and
@@ -800,8 +861,10 @@ static void run_tests(void)
         test_unmap(local[i]);
         test_write_protect(local[i]);
     }
+    block_markers_init();
     for (unsigned i = 0; i < sizeof(by_va) / sizeof(by_va[0]); i++) {
         test_global(by_va[i]);
+        test_large_page(by_va[i]);
     }
 #ifndef LPAE
     test_dacr();
