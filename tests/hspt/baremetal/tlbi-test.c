@@ -398,12 +398,12 @@ static void unmap(uint32_t asid, uint32_t va)
 }
 
 #ifndef LPAE
-/* BLOCK_VA of ASID as a section at PA, or unmapped if PA is 0. */
-static void map_block(uint32_t asid, uint32_t pa)
+/* VA of ASID as a section at PA, or unmapped if PA is 0. */
+static void map_block(uint32_t asid, uint32_t va, uint32_t pa)
 {
-    l1[asid][BLOCK_VA >> 20] = pa ? pa | SECT_AP_ALL_RW | SECT_NG |
-                                    L1_DOMAIN(USER_DOMAIN) | SECT_CB |
-                                    L1_SECTION : 0;
+    l1[asid][va >> 20] = pa ? pa | SECT_AP_ALL_RW | SECT_NG |
+                              L1_DOMAIN(USER_DOMAIN) | SECT_CB |
+                              L1_SECTION : 0;
 }
 
 static void format_tables_init(void)
@@ -431,12 +431,16 @@ static void format_regs_init(void)
 }
 
 #else
-/* BLOCK_VA of ASID as a level-2 block at PA, or unmapped if PA is 0. */
-static void map_block(uint32_t asid, uint32_t pa)
+/*
+ * VA of ASID as a level-2 block at PA, or unmapped if PA is 0. The second
+ * GiB (RAM) has one level-2 table for all contexts.
+ */
+static void map_block(uint32_t asid, uint32_t va, uint32_t pa)
 {
-    l2_low[asid][BLOCK_VA >> 21] = pa ? pa | D_AF | D_SH_INNER |
-                                        D_ATTR_NORMAL | D_NG |
-                                        pte_ap(AP_ALL_RW) | D_BLOCK : 0;
+    uint64_t *l2 = va < 0x40000000u ? l2_low[asid] : l2_ram;
+
+    l2[(va >> 21) & 0x1ff] = pa ? pa | D_AF | D_SH_INNER | D_ATTR_NORMAL |
+                                  D_NG | pte_ap(AP_ALL_RW) | D_BLOCK : 0;
 }
 
 static void format_tables_init(void)
@@ -697,7 +701,7 @@ static void block_markers_init(void)
 
     switch_to(1);
     for (unsigned i = 0; i < 2; i++) {
-        map_block(1, pa[i]);
+        map_block(1, BLOCK_VA, pa[i]);
         tlbi(TLBIALL, 0, 0);
         (void)write_priv(BLOCK_VA + 0x5000, block_marker(pa[i]));
     }
@@ -708,15 +712,50 @@ static void test_large_page(enum tlbi op)
     const uint32_t va = BLOCK_VA + 0x5000, other = BLOCK_VA + 0x80000;
 
     switch_to(1);
-    map_block(1, BLOCK_PA_A);
+    map_block(1, BLOCK_VA, BLOCK_PA_A);
     tlbi(TLBIALL, 0, 0);
     check_reads(va, AP_ALL_RW, block_marker(BLOCK_PA_A), "the first block");
-    map_block(1, BLOCK_PA_B);
+    map_block(1, BLOCK_VA, BLOCK_PA_B);
     tlbi(op, other, 1);
     check_reads(va, AP_ALL_RW, block_marker(BLOCK_PA_B), tlbi_name[op]);
-    map_block(1, 0);
+    map_block(1, BLOCK_VA, 0);
     tlbi(op, other, 1);
     check_read_faults(va, tlbi_name[op]);
+}
+
+static void set_mmu(bool on)
+{
+    uint32_t sctlr;
+
+    asm volatile("mrc p15, 0, %0, c1, c0, 0" : "=r"(sctlr));
+    sctlr = on ? sctlr | 1u : sctlr & ~1u;
+    CP15_WRITE(c1, 0, c0, 0, sctlr);
+    isb();
+}
+
+/*
+ * SCTLR.M: with the MMU off, VA = PA, whatever the shadow holds for the
+ * context. VA BLOCK_PA_A is mapped to block B (not identity) and read;
+ * with the MMU off the same VA must read block A, and block B again once
+ * the MMU is back on. The code runs identity mapped, so it keeps running.
+ */
+static void test_mmu_off(void)
+{
+    const uint32_t va = BLOCK_PA_A + 0x5000;
+
+    switch_to(1);
+    map_block(1, BLOCK_PA_A, BLOCK_PA_B);
+    tlbi(TLBIALL, 0, 0);
+    check_reads(va, AP_ALL_RW, block_marker(BLOCK_PA_B), "a block over RAM");
+    set_mmu(false);
+    check_value(read_priv(va), block_marker(BLOCK_PA_A), "PL1 read",
+                "SCTLR.M cleared");
+    check_value(read_user(va), block_marker(BLOCK_PA_A), "PL0 read (LDRT)",
+                "SCTLR.M cleared");
+    set_mmu(true);
+    check_reads(va, AP_ALL_RW, block_marker(BLOCK_PA_B), "SCTLR.M set again");
+    map_block(1, BLOCK_PA_A, 0);
+    tlbi(TLBIALL, 0, 0);
 }
 
 #ifndef LPAE
@@ -866,6 +905,7 @@ static void run_tests(void)
         test_global(by_va[i]);
         test_large_page(by_va[i]);
     }
+    test_mmu_off();
 #ifndef LPAE
     test_dacr();
 #endif
