@@ -481,18 +481,25 @@ static void build_tables(void)
     dsb();
 }
 
-static void mmu_on(void)
+#define SCTLR_M         (1u << 0)
+#define SCTLR_SPAN      (1u << 23)
+
+static void sctlr_update(uint32_t set, uint32_t clear)
 {
     uint32_t sctlr;
 
+    asm volatile("mrc p15, 0, %0, c1, c0, 0" : "=r"(sctlr));
+    CP15_WRITE(c1, 0, c0, 0, (sctlr | set) & ~clear);
+    isb();
+}
+
+static void mmu_on(void)
+{
     format_regs_init();
     switch_to(0);
     CP15_WRITE(c8, 0, c7, 0, 0);                        /* TLBIALL */
     dsb();
-    asm volatile("mrc p15, 0, %0, c1, c0, 0" : "=r"(sctlr));
-    sctlr |= 1u | (1u << 23);                           /* M, SPAN */
-    CP15_WRITE(c1, 0, c0, 0, sctlr);
-    isb();
+    sctlr_update(SCTLR_M | SCTLR_SPAN, 0);
 }
 
 /* --- checks -------------------------------------------------------------- */
@@ -723,16 +730,6 @@ static void test_large_page(enum tlbi op)
     check_read_faults(va, tlbi_name[op]);
 }
 
-static void set_mmu(bool on)
-{
-    uint32_t sctlr;
-
-    asm volatile("mrc p15, 0, %0, c1, c0, 0" : "=r"(sctlr));
-    sctlr = on ? sctlr | 1u : sctlr & ~1u;
-    CP15_WRITE(c1, 0, c0, 0, sctlr);
-    isb();
-}
-
 /*
  * SCTLR.M: with the MMU off, VA = PA, whatever the shadow holds for the
  * context. VA BLOCK_PA_A is mapped to block B (not identity) and read;
@@ -747,12 +744,12 @@ static void test_mmu_off(void)
     map_block(1, BLOCK_PA_A, BLOCK_PA_B);
     tlbi(TLBIALL, 0, 0);
     check_reads(va, AP_ALL_RW, block_marker(BLOCK_PA_B), "a block over RAM");
-    set_mmu(false);
+    sctlr_update(0, SCTLR_M);
     check_value(read_priv(va), block_marker(BLOCK_PA_A), "PL1 read",
                 "SCTLR.M cleared");
     check_value(read_user(va), block_marker(BLOCK_PA_A), "PL0 read (LDRT)",
                 "SCTLR.M cleared");
-    set_mmu(true);
+    sctlr_update(SCTLR_M, 0);
     check_reads(va, AP_ALL_RW, block_marker(BLOCK_PA_B), "SCTLR.M set again");
     map_block(1, BLOCK_PA_A, 0);
     tlbi(TLBIALL, 0, 0);
