@@ -52,6 +52,75 @@ static inline bool hspt_lp_covers(const HsptLargePages *lp, uint32_t va)
 }
 
 /*
+ * Large guest pages a region maps whole and uniformly: NPAGES pages from
+ * VA_PFN map RAM pages RP.. in order, all writable or all read-only. A
+ * cache in front of the page-by-page check (512 pages per LPAE block); the
+ * owner drops the entries of every page whose mapping changes.
+ */
+#define HSPT_WHOLE_BLOCKS 16
+
+typedef struct HsptWholeBlock {
+    uint32_t va_pfn;
+    uint32_t npages;
+    uint32_t rp;
+    bool writable;
+} HsptWholeBlock;
+
+typedef struct HsptWholeCache {
+    HsptWholeBlock e[HSPT_WHOLE_BLOCKS];
+    unsigned n;
+    unsigned next;      /* round-robin victim when full */
+} HsptWholeCache;
+
+static inline void hspt_whole_reset(HsptWholeCache *c)
+{
+    c->n = 0;
+}
+
+/* Pages [VA_PFN, VA_PFN + NPAGES) change: drop every entry touching them. */
+static inline void hspt_whole_drop(HsptWholeCache *c, uint32_t va_pfn,
+                                   uint32_t npages)
+{
+    for (unsigned i = 0; i < c->n;) {
+        HsptWholeBlock *w = &c->e[i];
+
+        if (w->va_pfn < va_pfn + npages && va_pfn < w->va_pfn + w->npages) {
+            *w = c->e[--c->n];
+        } else {
+            i++;
+        }
+    }
+}
+
+static inline bool hspt_whole_maps(const HsptWholeCache *c, uint32_t va_pfn,
+                                   uint32_t npages, uint32_t rp,
+                                   bool writable)
+{
+    for (unsigned i = 0; i < c->n; i++) {
+        const HsptWholeBlock *w = &c->e[i];
+
+        if (w->va_pfn == va_pfn && w->npages == npages) {
+            return w->rp == rp && w->writable == writable;
+        }
+    }
+    return false;
+}
+
+static inline void hspt_whole_add(HsptWholeCache *c, uint32_t va_pfn,
+                                  uint32_t npages, uint32_t rp, bool writable)
+{
+    HsptWholeBlock *w;
+
+    hspt_whole_drop(c, va_pfn, npages);
+    if (c->n < HSPT_WHOLE_BLOCKS) {
+        w = &c->e[c->n++];
+    } else {
+        w = &c->e[c->next++ % HSPT_WHOLE_BLOCKS];
+    }
+    *w = (HsptWholeBlock) { va_pfn, npages, rp, writable };
+}
+
+/*
  * A run of guest pages: a large page mapped whole (one mmap) since the last
  * slot flush, or a unit of revalidation (one page, or such a block).
  */

@@ -12,19 +12,6 @@
 #include "hspt-bits.h"
 
 #define HSPT_SLOT_BLOCKS 64
-#define HSPT_SLOT_WHOLE_BLOCKS 16
-
-/*
- * A large guest page that a slot maps whole, uniformly: its NPAGES pages
- * map RAM pages RP.. in order, all writable or all read-only. Lets the
- * slow path's "already mapped?" test skip the page-by-page check.
- */
-typedef struct HsptWholeBlock {
-    uint32_t va_pfn;
-    uint32_t npages;
-    uint32_t rp;
-    bool writable;
-} HsptWholeBlock;
 
 /* One shadow region: the view of one mmu_idx in one space. */
 typedef struct HsptSlot {
@@ -40,10 +27,7 @@ typedef struct HsptSlot {
     HsptBlock blocks[HSPT_SLOT_BLOCKS];
     unsigned n_blocks;
     bool blocks_overflow;       /* more blocks than fit: no revalidation */
-    /* a cache: dropped when any page of an entry changes */
-    HsptWholeBlock whole[HSPT_SLOT_WHOLE_BLOCKS];
-    unsigned n_whole;
-    unsigned whole_next;        /* round-robin victim when full */
+    HsptWholeCache whole;       /* large pages known to be mapped whole */
 } HsptSlot;
 
 /*

@@ -297,54 +297,12 @@ static void hspt_slot_vmas_reset(HsptSlot *slot)
     slot->vmas = 0;
 }
 
-/* Pages [VA_PFN, VA_PFN + NPAGES) of SLOT change: drop their whole blocks. */
-static void hspt_slot_whole_drop(HsptSlot *slot, uint32_t va_pfn,
-                                 uint32_t npages)
-{
-    for (unsigned i = 0; i < slot->n_whole;) {
-        HsptWholeBlock *w = &slot->whole[i];
-
-        if (w->va_pfn < va_pfn + npages && va_pfn < w->va_pfn + w->npages) {
-            *w = slot->whole[--slot->n_whole];
-        } else {
-            i++;
-        }
-    }
-}
-
-static bool hspt_slot_whole_maps(HsptSlot *slot, uint32_t va_pfn,
-                                 uint32_t npages, uint32_t rp, bool writable)
-{
-    for (unsigned i = 0; i < slot->n_whole; i++) {
-        HsptWholeBlock *w = &slot->whole[i];
-
-        if (w->va_pfn == va_pfn && w->npages == npages) {
-            return w->rp == rp && w->writable == writable;
-        }
-    }
-    return false;
-}
-
-static void hspt_slot_whole_add(HsptSlot *slot, uint32_t va_pfn,
-                                uint32_t npages, uint32_t rp, bool writable)
-{
-    HsptWholeBlock *w;
-
-    hspt_slot_whole_drop(slot, va_pfn, npages);
-    if (slot->n_whole < HSPT_SLOT_WHOLE_BLOCKS) {
-        w = &slot->whole[slot->n_whole++];
-    } else {
-        w = &slot->whole[slot->whole_next++ % HSPT_SLOT_WHOLE_BLOCKS];
-    }
-    *w = (HsptWholeBlock) { va_pfn, npages, rp, writable };
-}
-
 static void hspt_slot_unmap_page(HsptSpace *sp, HsptSlot *slot,
                                  uint8_t *base, uint32_t va_pfn)
 {
     hspt_reserve_or_die(base + ((uint64_t)va_pfn << qemu_target_page_bits()),
                         qemu_target_page_size());
-    hspt_slot_whole_drop(slot, va_pfn, 1);
+    hspt_whole_drop(&slot->whole, va_pfn, 1);
     clear_bit(va_pfn, slot->mapped);
     clear_bit(va_pfn, slot->writable);
     slot->n_mapped--;
@@ -368,7 +326,7 @@ static void hspt_slot_unmap_page(HsptSpace *sp, HsptSlot *slot,
 static void hspt_slot_forget_range(HsptSpace *sp, HsptSlot *slot,
                                    uint32_t va_pfn, size_t npages)
 {
-    hspt_slot_whole_drop(slot, va_pfn, npages);
+    hspt_whole_drop(&slot->whole, va_pfn, npages);
     for (size_t i = 0; i < npages; i++) {
         if (test_and_clear_bit(va_pfn + i, slot->mapped)) {
             clear_bit(va_pfn + i, slot->writable);
@@ -499,7 +457,7 @@ static void hspt_slot_flush(HsptSpace *sp, unsigned s)
     size_t npages = hspt_slot_pages();
 
     hspt_slot_forget_blocks(slot);
-    slot->n_whole = 0;
+    hspt_whole_reset(&slot->whole);
     if (slot->n_mapped == 0) {
         return;
     }
@@ -874,7 +832,7 @@ void hspt_write_protect_host_locked(CPUState *cpu, uintptr_t host,
                                              ref.va_pfn)) {
                     hspt_account_vmas(&sp->slot[ref.slot], 2);
                 }
-                hspt_slot_whole_drop(&sp->slot[ref.slot], ref.va_pfn, 1);
+                hspt_whole_drop(&sp->slot[ref.slot].whole, ref.va_pfn, 1);
                 clear_bit(ref.va_pfn, sp->slot[ref.slot].writable);
                 qatomic_inc(&hspt_stats.write_protects);
             } else {
@@ -938,11 +896,11 @@ static bool hspt_slot_maps_cached(HsptSlot *slot, uint32_t va_pfn,
     if (npages == 1) {
         return hspt_slot_maps(slot, va_pfn, rp, 1, writable);
     }
-    if (hspt_slot_whole_maps(slot, va_pfn, npages, rp, writable)) {
+    if (hspt_whole_maps(&slot->whole, va_pfn, npages, rp, writable)) {
         return true;
     }
     if (hspt_slot_maps(slot, va_pfn, rp, npages, writable)) {
-        hspt_slot_whole_add(slot, va_pfn, npages, rp, writable);
+        hspt_whole_add(&slot->whole, va_pfn, npages, rp, writable);
         return true;
     }
     return false;
@@ -1039,7 +997,7 @@ bool hspt_map_locked(CPUState *cpu, int mmu_idx, uint64_t va, void *host,
         goto out;
     }
     hspt_account_vmas(slot, vmas);
-    hspt_slot_whole_drop(slot, va_pfn, npages);
+    hspt_whole_drop(&slot->whole, va_pfn, npages);
     for (size_t i = 0; i < npages; i++) {
         if (!test_and_set_bit(va_pfn + i, slot->mapped)) {
             slot->n_mapped++;
@@ -1061,7 +1019,7 @@ bool hspt_map_locked(CPUState *cpu, int mmu_idx, uint64_t va, void *host,
     }
     if (npages > 1) {
         hspt_slot_add_block(slot, va_pfn, npages);
-        hspt_slot_whole_add(slot, va_pfn, npages, rp, writable);
+        hspt_whole_add(&slot->whole, va_pfn, npages, rp, writable);
     }
     trace_hspt_fill(cpu->cpu_index, mmu_idx, va, npages, writable);
     qatomic_inc(npages > 1 ? &hspt_stats.large_fills : &hspt_stats.fills);

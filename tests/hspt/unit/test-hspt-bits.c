@@ -1,7 +1,8 @@
 /*
  * Unit tests for the pure shadow bookkeeping pieces: the large-page range
- * of a region, the reverse-map entry encoding and the split of a region
- * into revalidation units.
+ * of a region, the reverse-map entry encoding, the split of a region
+ * into revalidation units, page flush counts and the cache of large pages
+ * mapped whole.
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
@@ -187,6 +188,66 @@ static void test_flush_count_not_hot_by_saturation(void)
     g_assert_false(hspt_flush_hot(e));
 }
 
+static void test_whole_exact_match(void)
+{
+    HsptWholeCache c = { .n = 0 };
+
+    hspt_whole_add(&c, 0xc0000, 512, 0x40000, false);
+    g_assert_true(hspt_whole_maps(&c, 0xc0000, 512, 0x40000, false));
+    /* other RAM, other rights, other size: not known to be mapped so */
+    g_assert_false(hspt_whole_maps(&c, 0xc0000, 512, 0x40200, false));
+    g_assert_false(hspt_whole_maps(&c, 0xc0000, 512, 0x40000, true));
+    g_assert_false(hspt_whole_maps(&c, 0xc0000, 256, 0x40000, false));
+    g_assert_false(hspt_whole_maps(&c, 0xc0200, 512, 0x40200, false));
+}
+
+static void test_whole_drop_on_any_page(void)
+{
+    HsptWholeCache c = { .n = 0 };
+
+    hspt_whole_add(&c, 0xc0000, 512, 0x40000, true);
+    hspt_whole_add(&c, 0xc0200, 512, 0x40200, true);
+    /* the last page of the first block changes (write-protect, unmap) */
+    hspt_whole_drop(&c, 0xc01ff, 1);
+    g_assert_false(hspt_whole_maps(&c, 0xc0000, 512, 0x40000, true));
+    g_assert_true(hspt_whole_maps(&c, 0xc0200, 512, 0x40200, true));
+    /* a range overlapping the second block's head */
+    hspt_whole_drop(&c, 0xc01f0, 0x20);
+    g_assert_false(hspt_whole_maps(&c, 0xc0200, 512, 0x40200, true));
+    g_assert_cmpuint(c.n, ==, 0);
+}
+
+static void test_whole_add_replaces(void)
+{
+    HsptWholeCache c = { .n = 0 };
+
+    hspt_whole_add(&c, 0xc0000, 512, 0x40000, true);
+    hspt_whole_add(&c, 0xc0000, 512, 0x40000, false);  /* remapped RO */
+    g_assert_cmpuint(c.n, ==, 1);
+    g_assert_false(hspt_whole_maps(&c, 0xc0000, 512, 0x40000, true));
+    g_assert_true(hspt_whole_maps(&c, 0xc0000, 512, 0x40000, false));
+    hspt_whole_reset(&c);
+    g_assert_false(hspt_whole_maps(&c, 0xc0000, 512, 0x40000, false));
+}
+
+static void test_whole_full_evicts_one(void)
+{
+    HsptWholeCache c = { .n = 0 };
+    unsigned known = 0;
+
+    for (uint32_t i = 0; i <= HSPT_WHOLE_BLOCKS; i++) {
+        hspt_whole_add(&c, i * 512, 512, 0x40000 + i * 512, true);
+    }
+    g_assert_cmpuint(c.n, ==, HSPT_WHOLE_BLOCKS);
+    /* the newest is known; exactly one older block was forgotten */
+    g_assert_true(hspt_whole_maps(&c, HSPT_WHOLE_BLOCKS * 512, 512,
+                                  0x40000 + HSPT_WHOLE_BLOCKS * 512, true));
+    for (uint32_t i = 0; i <= HSPT_WHOLE_BLOCKS; i++) {
+        known += hspt_whole_maps(&c, i * 512, 512, 0x40000 + i * 512, true);
+    }
+    g_assert_cmpuint(known, ==, HSPT_WHOLE_BLOCKS);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -207,5 +268,11 @@ int main(int argc, char **argv)
                     test_flush_count_hot_sticks);
     g_test_add_func("/hspt/flush-count/saturates",
                     test_flush_count_not_hot_by_saturation);
+    g_test_add_func("/hspt/whole/exact-match", test_whole_exact_match);
+    g_test_add_func("/hspt/whole/drop-on-any-page",
+                    test_whole_drop_on_any_page);
+    g_test_add_func("/hspt/whole/add-replaces", test_whole_add_replaces);
+    g_test_add_func("/hspt/whole/full-evicts-one",
+                    test_whole_full_evicts_one);
     return g_test_run();
 }
