@@ -121,6 +121,40 @@ static inline void hspt_whole_add(HsptWholeCache *c, uint32_t va_pfn,
 }
 
 /*
+ * Next set bit at or after START of the SIZE-bit bitmap MAP, which is
+ * sparse: bit W of SUMMARY is set whenever word W of MAP may be nonzero
+ * (a superset: words that became zero may keep their bit). Scans the
+ * summary (one bit per 64 pages) instead of all of MAP, which for a 4 GiB
+ * slot is 128 KiB read, and evicted from the host caches, per scan.
+ * Without a SUMMARY, find_next_bit().
+ */
+static inline unsigned long hspt_find_next_sparse(const unsigned long *map,
+                                                  const unsigned long *summary,
+                                                  unsigned long size,
+                                                  unsigned long start)
+{
+    unsigned long nwords = BITS_TO_LONGS(size);
+    unsigned long w = start / BITS_PER_LONG;
+    unsigned long word;
+
+    if (!summary) {
+        return find_next_bit(map, size, start);
+    }
+    if (start >= size) {
+        return size;
+    }
+    word = map[w] & (~0UL << (start % BITS_PER_LONG));
+    while (!word) {
+        w = find_next_bit(summary, nwords, w + 1);
+        if (w >= nwords) {
+            return size;
+        }
+        word = map[w];
+    }
+    return MIN(w * BITS_PER_LONG + ctzl(word), size);
+}
+
+/*
  * A run of guest pages: a large page mapped whole (one mmap) since the last
  * slot flush, or a unit of revalidation (one page, or such a block).
  */
@@ -130,13 +164,15 @@ typedef struct HsptBlock {
 } HsptBlock;
 
 /*
- * Split the NPAGES-page bitmap MAPPED of a slot into revalidation units:
+ * Split the NPAGES-page bitmap MAPPED of a slot (with its SUMMARY, see
+ * hspt_find_next_sparse(); may be NULL) into revalidation units:
  * every mapped page outside BLOCKS (sorted by va_pfn, not overlapping) on
  * its own, every block as one unit from its first page. Returns the number
  * of units written to OUT, or -1 if there are more than MAX or a block is
  * no longer mapped from its first page (then it cannot be treated whole).
  */
 static inline int hspt_revalidation_units(const unsigned long *mapped,
+                                          const unsigned long *summary,
                                           size_t npages,
                                           const HsptBlock *blocks,
                                           unsigned n_blocks,
@@ -144,8 +180,9 @@ static inline int hspt_revalidation_units(const unsigned long *mapped,
 {
     unsigned n = 0, b = 0;
 
-    for (unsigned long pfn = find_first_bit(mapped, npages); pfn < npages;
-         pfn = find_next_bit(mapped, npages, pfn + 1)) {
+    for (unsigned long pfn = hspt_find_next_sparse(mapped, summary, npages, 0);
+         pfn < npages;
+         pfn = hspt_find_next_sparse(mapped, summary, npages, pfn + 1)) {
         uint32_t len = 1;
 
         while (b < n_blocks && blocks[b].va_pfn + blocks[b].npages <= pfn) {

@@ -16,6 +16,8 @@
 /* One shadow region: the view of one mmu_idx in one space. */
 typedef struct HsptSlot {
     unsigned long *mapped;      /* guest page has a file mapping */
+    /* word W of mapped may be nonzero (see hspt_find_next_sparse()) */
+    unsigned long *mapped_summary;
     unsigned long *writable;    /* ... and it is PROT_WRITE */
     uint32_t *ram_pfn;          /* RAM page behind each mapped guest page */
     /* page flushes that hit each guest page, see hspt_flush_count() */

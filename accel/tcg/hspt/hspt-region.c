@@ -155,6 +155,7 @@ static void hspt_space_alloc(HsptSpace *sp)
         }
         slot->page_flushes = p;
         slot->mapped = bitmap_new(npages);
+        slot->mapped_summary = bitmap_new(BITS_TO_LONGS(npages));
         slot->writable = bitmap_new(npages);
     }
 }
@@ -169,6 +170,7 @@ static void hspt_space_free(HsptSpace *sp)
             munmap(slot->page_flushes, hspt_slot_pages());
         }
         g_free(slot->mapped);
+        g_free(slot->mapped_summary);
         g_free(slot->writable);
     }
 }
@@ -290,6 +292,13 @@ static uint8_t *hspt_slot_base(HsptSpace *sp, unsigned s)
     return sp->base + (uint64_t)s * HSPT_SLOT_SIZE;
 }
 
+/* The first guest page at or after PFN that SLOT maps (or the slot size). */
+static unsigned long hspt_slot_next_mapped(HsptSlot *slot, unsigned long pfn)
+{
+    return hspt_find_next_sparse(slot->mapped, slot->mapped_summary,
+                                 hspt_slot_pages(), pfn);
+}
+
 /* The slot holds no mapping: its reservation is one VMA again. */
 static void hspt_slot_vmas_reset(HsptSlot *slot)
 {
@@ -375,14 +384,16 @@ static void hspt_queue_prefill(HsptCPU *hc, HsptSpace *from, HsptSpace *to)
 
     for (int idx = 0; idx < 16; idx++) {
         int s = hspt_slot_of_idx[idx];
+        HsptSlot *fs;
 
         if (s < 0 || !(HSPT_PREFILL_IDX_MASK & (1 << idx)) ||
             to->slot[s].n_mapped || !from->slot[s].mapped) {
             continue;
         }
-        for (unsigned long pfn = find_first_bit(from->slot[s].mapped, npages);
+        fs = &from->slot[s];
+        for (unsigned long pfn = hspt_slot_next_mapped(fs, 0);
              pfn < npages && hc->n_reval < hspt_config.window;
-             pfn = find_next_bit(from->slot[s].mapped, npages, pfn + 1)) {
+             pfn = hspt_slot_next_mapped(fs, pfn + 1)) {
             hc->reval[hc->n_reval++] = (HsptRevalidate) {
                 .page = (uint64_t)pfn << qemu_target_page_bits(),
                 .npages = 1, .mmu_idx = idx, .prefill = true };
@@ -463,8 +474,8 @@ static void hspt_slot_flush(HsptSpace *sp, unsigned s)
     }
     trace_hspt_flush_region(base, slot->n_mapped);
     if (slot->n_mapped <= HSPT_FLUSH_PAGEWISE_MAX) {
-        for (unsigned long pfn = find_first_bit(slot->mapped, npages);
-             pfn < npages; pfn = find_next_bit(slot->mapped, npages, pfn + 1)) {
+        for (unsigned long pfn = hspt_slot_next_mapped(slot, 0);
+             pfn < npages; pfn = hspt_slot_next_mapped(slot, pfn + 1)) {
             hspt_slot_unmap_page(sp, slot, base, pfn);
         }
     } else {
@@ -473,6 +484,7 @@ static void hspt_slot_flush(HsptSpace *sp, unsigned s)
         qatomic_sub(&hspt_stats.mapped_pages, slot->n_mapped);
         sp->n_mapped -= slot->n_mapped;
         bitmap_zero(slot->mapped, npages);
+        bitmap_zero(slot->mapped_summary, BITS_TO_LONGS(npages));
         bitmap_zero(slot->writable, npages);
         slot->n_mapped = 0;
     }
@@ -674,7 +686,8 @@ static void hspt_slot_flush_or_queue(HsptCPU *hc, unsigned s)
     }
     qsort(slot->blocks, slot->n_blocks, sizeof(slot->blocks[0]),
           hspt_block_cmp);
-    n = hspt_revalidation_units(slot->mapped, hspt_slot_pages(), slot->blocks,
+    n = hspt_revalidation_units(slot->mapped, slot->mapped_summary,
+                                hspt_slot_pages(), slot->blocks,
                                 slot->n_blocks, units,
                                 HSPT_REVALIDATE_MAX - hc->n_reval);
     if (n < 0) {
@@ -1000,6 +1013,7 @@ bool hspt_map_locked(CPUState *cpu, int mmu_idx, uint64_t va, void *host,
     hspt_whole_drop(&slot->whole, va_pfn, npages);
     for (size_t i = 0; i < npages; i++) {
         if (!test_and_set_bit(va_pfn + i, slot->mapped)) {
+            set_bit((va_pfn + i) / BITS_PER_LONG, slot->mapped_summary);
             slot->n_mapped++;
             sp->n_mapped++;
             qatomic_inc(&hspt_stats.mapped_pages);

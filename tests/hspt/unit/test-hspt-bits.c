@@ -1,8 +1,8 @@
 /*
  * Unit tests for the pure shadow bookkeeping pieces: the large-page range
  * of a region, the reverse-map entry encoding, the split of a region
- * into revalidation units, page flush counts and the cache of large pages
- * mapped whole.
+ * into revalidation units, the sparse bitmap search, page flush counts
+ * and the cache of large pages mapped whole.
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
@@ -93,7 +93,7 @@ static void test_units_pages_and_blocks(void)
     HsptBlock blocks[] = { { 512, 512 } };
     HsptBlock out[8];
 
-    g_assert_cmpint(hspt_revalidation_units(mapped, 4096, blocks, 1, out, 8),
+    g_assert_cmpint(hspt_revalidation_units(mapped, NULL, 4096, blocks, 1, out, 8),
                     ==, 3);
     g_assert_cmpuint(out[0].va_pfn, ==, 5);
     g_assert_cmpuint(out[0].npages, ==, 1);
@@ -109,7 +109,7 @@ static void test_units_without_blocks(void)
     HsptBlock out[1024];
 
     /* Pages of a large page mapped one by one are single units. */
-    g_assert_cmpint(hspt_revalidation_units(mapped, 4096, NULL, 0, out, 1024),
+    g_assert_cmpint(hspt_revalidation_units(mapped, NULL, 4096, NULL, 0, out, 1024),
                     ==, 514);
     g_assert_cmpuint(out[513].va_pfn, ==, 2000);
 }
@@ -122,12 +122,12 @@ static void test_units_block_head_unmapped(void)
 
     /* A block that lost its first page cannot be revalidated whole. */
     clear_bit(512, mapped);
-    g_assert_cmpint(hspt_revalidation_units(mapped, 4096, blocks, 1, out, 8),
+    g_assert_cmpint(hspt_revalidation_units(mapped, NULL, 4096, blocks, 1, out, 8),
                     ==, -1);
     /* One that lost later pages still can (its lookup maps it again). */
     set_bit(512, mapped);
     clear_bit(700, mapped);
-    g_assert_cmpint(hspt_revalidation_units(mapped, 4096, blocks, 1, out, 8),
+    g_assert_cmpint(hspt_revalidation_units(mapped, NULL, 4096, blocks, 1, out, 8),
                     ==, 3);
 }
 
@@ -137,7 +137,7 @@ static void test_units_too_many(void)
     HsptBlock blocks[] = { { 512, 512 } };
     HsptBlock out[2];
 
-    g_assert_cmpint(hspt_revalidation_units(mapped, 4096, blocks, 1, out, 2),
+    g_assert_cmpint(hspt_revalidation_units(mapped, NULL, 4096, blocks, 1, out, 2),
                     ==, -1);
 }
 
@@ -248,6 +248,59 @@ static void test_whole_full_evicts_one(void)
     g_assert_cmpuint(known, ==, HSPT_WHOLE_BLOCKS);
 }
 
+static void test_sparse_next(void)
+{
+    enum { PAGES = 64 * 256 };
+    unsigned long *map = bitmap_new(PAGES);
+    unsigned long *summary = bitmap_new(PAGES / BITS_PER_LONG);
+    const unsigned long pages[] = { 3, 64, 130, 131, PAGES - 1 };
+
+    for (unsigned i = 0; i < ARRAY_SIZE(pages); i++) {
+        set_bit(pages[i], map);
+        set_bit(pages[i] / BITS_PER_LONG, summary);
+    }
+    /* a stale summary bit (word 100 became empty) is only skipped */
+    set_bit(100, summary);
+    for (unsigned long start = 0; start <= PAGES; start++) {
+        g_assert_cmpuint(hspt_find_next_sparse(map, summary, PAGES, start),
+                         ==, find_next_bit(map, PAGES, start));
+    }
+    g_assert_cmpuint(hspt_find_next_sparse(map, NULL, PAGES, 4), ==, 64);
+    /* nothing left after the last page */
+    clear_bit(PAGES - 1, map);
+    g_assert_cmpuint(hspt_find_next_sparse(map, summary, PAGES, 132), ==,
+                     PAGES);
+    g_free(map);
+    g_free(summary);
+}
+
+static void test_units_with_summary(void)
+{
+    unsigned long *mapped = bitmap_new(4096);
+    unsigned long *summary = bitmap_new(4096 / BITS_PER_LONG);
+    HsptBlock blocks[] = { { 512, 512 } };
+    HsptBlock out[8];
+
+    for (unsigned long pfn = 512; pfn < 1024; pfn++) {
+        set_bit(pfn, mapped);
+    }
+    set_bit(5, mapped);
+    set_bit(3000, mapped);
+    for (unsigned long w = 0; w < 4096 / BITS_PER_LONG; w++) {
+        if (mapped[w]) {
+            set_bit(w, summary);
+        }
+    }
+    g_assert_cmpint(hspt_revalidation_units(mapped, summary, 4096, blocks, 1,
+                                            out, 8), ==, 3);
+    g_assert_cmpuint(out[0].va_pfn, ==, 5);
+    g_assert_cmpuint(out[1].va_pfn, ==, 512);
+    g_assert_cmpuint(out[1].npages, ==, 512);
+    g_assert_cmpuint(out[2].va_pfn, ==, 3000);
+    g_free(mapped);
+    g_free(summary);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -268,6 +321,8 @@ int main(int argc, char **argv)
                     test_flush_count_hot_sticks);
     g_test_add_func("/hspt/flush-count/saturates",
                     test_flush_count_not_hot_by_saturation);
+    g_test_add_func("/hspt/sparse/next", test_sparse_next);
+    g_test_add_func("/hspt/units/with-summary", test_units_with_summary);
     g_test_add_func("/hspt/whole/exact-match", test_whole_exact_match);
     g_test_add_func("/hspt/whole/drop-on-any-page",
                     test_whole_drop_on_any_page);
