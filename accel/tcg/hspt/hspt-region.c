@@ -1202,8 +1202,10 @@ const TranslationBlock *hspt_take_redirect(CPUState *cpu, int mmu_idx,
     return p->tb;
 }
 
-void hspt_note_fault_ahead(void)
+void hspt_note_fault_ahead(CPUState *cpu, int mmu_idx, uint64_t va,
+                           bool direct)
 {
+    trace_hspt_fault_ahead(cpu->cpu_index, mmu_idx, va, direct);
     qatomic_inc(&hspt_stats.faults_ahead);
 }
 

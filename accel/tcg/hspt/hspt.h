@@ -193,8 +193,12 @@ bool hspt_take_fault(CPUState *cpu, int mmu_idx, uint64_t *va, bool *store,
  */
 void hspt_note_slow_access(CPUState *cpu, int mmu_idx, uint64_t addr,
                            bool store);
-/* Count a page that hspt_exception_return() mapped. */
-void hspt_note_fault_ahead(void);
+/*
+ * Count (and trace) a page that hspt_exception_return() mapped; DIRECT:
+ * the faulted access was a direct one, not a softmmu-only block's.
+ */
+void hspt_note_fault_ahead(CPUState *cpu, int mmu_idx, uint64_t va,
+                           bool direct);
 
 /* Code generation side (tcg/tcg-hspt.c.inc). */
 uintptr_t hspt_tcg_find_stub(uintptr_t host_pc, const TranslationBlock **tb);
