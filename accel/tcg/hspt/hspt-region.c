@@ -1170,6 +1170,12 @@ static void hspt_note_fault(CPUState *cpu, const void *addr, bool store,
     }
 }
 
+/* The pending slow-path access record of MMU_IDX's view. */
+static HsptPendingAccess *hspt_pending_access(CPUState *cpu, int mmu_idx)
+{
+    return &hspt_cpu(cpu)->pending[hspt_slot_of_idx[mmu_idx]];
+}
+
 static bool hspt_same_page(uint32_t a, uint32_t b)
 {
     return !((a ^ b) & TARGET_PAGE_MASK);
@@ -1178,8 +1184,7 @@ static bool hspt_same_page(uint32_t a, uint32_t b)
 void hspt_note_slow_access(CPUState *cpu, int mmu_idx, uint64_t addr,
                            bool store)
 {
-    HsptPendingAccess *p =
-        &hspt_cpu(cpu)->pending[hspt_slot_of_idx[mmu_idx]];
+    HsptPendingAccess *p = hspt_pending_access(cpu, mmu_idx);
 
     /* A shadow miss of this access already recorded it, with its TB. */
     if (p->valid && hspt_same_page(p->va, addr)) {
@@ -1191,8 +1196,7 @@ void hspt_note_slow_access(CPUState *cpu, int mmu_idx, uint64_t addr,
 const TranslationBlock *hspt_take_redirect(CPUState *cpu, int mmu_idx,
                                            uint64_t addr, uint64_t last)
 {
-    HsptPendingAccess *p =
-        &hspt_cpu(cpu)->pending[hspt_slot_of_idx[mmu_idx]];
+    HsptPendingAccess *p = hspt_pending_access(cpu, mmu_idx);
 
     if (!p->valid ||
         (!hspt_same_page(p->va, addr) && !hspt_same_page(p->va, last))) {
@@ -1212,8 +1216,7 @@ void hspt_note_fault_ahead(CPUState *cpu, int mmu_idx, uint64_t va,
 bool hspt_take_fault(CPUState *cpu, int mmu_idx, uint64_t *va, bool *store,
                      const TranslationBlock **tb)
 {
-    HsptPendingAccess *p =
-        &hspt_cpu(cpu)->pending[hspt_slot_of_idx[mmu_idx]];
+    HsptPendingAccess *p = hspt_pending_access(cpu, mmu_idx);
 
     if (!p->valid) {
         return false;
