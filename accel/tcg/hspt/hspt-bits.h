@@ -155,6 +155,28 @@ static inline unsigned long hspt_find_next_sparse(const unsigned long *map,
 }
 
 /*
+ * Empty the SIZE-bit bitmap MAP and its SUMMARY (see
+ * hspt_find_next_sparse()) by zeroing only the words the summary flags:
+ * a wholesale flush of a 4 GiB slot would otherwise write 128 KiB per
+ * bitmap. OTHER, if not NULL, is a bitmap whose bits are set only where
+ * MAP's are (the writable pages), emptied the same way.
+ */
+static inline void hspt_zero_sparse(unsigned long *map, unsigned long *other,
+                                    unsigned long *summary, unsigned long size)
+{
+    unsigned long nwords = BITS_TO_LONGS(size);
+
+    for (unsigned long w = find_first_bit(summary, nwords); w < nwords;
+         w = find_next_bit(summary, nwords, w + 1)) {
+        map[w] = 0;
+        if (other) {
+            other[w] = 0;
+        }
+    }
+    bitmap_zero(summary, nwords);
+}
+
+/*
  * A run of guest pages: a large page mapped whole (one mmap) since the last
  * slot flush, or a unit of revalidation (one page, or such a block).
  */

@@ -483,9 +483,8 @@ static void hspt_slot_flush(HsptSpace *sp, unsigned s)
         hspt_slot_vmas_reset(slot);
         qatomic_sub(&hspt_stats.mapped_pages, slot->n_mapped);
         sp->n_mapped -= slot->n_mapped;
-        bitmap_zero(slot->mapped, npages);
-        bitmap_zero(slot->mapped_summary, BITS_TO_LONGS(npages));
-        bitmap_zero(slot->writable, npages);
+        hspt_zero_sparse(slot->mapped, slot->writable, slot->mapped_summary,
+                         npages);
         slot->n_mapped = 0;
     }
     qatomic_inc(&hspt_stats.region_flushes);

@@ -274,6 +274,37 @@ static void test_sparse_next(void)
     g_free(summary);
 }
 
+static void test_sparse_zero(void)
+{
+    enum { PAGES = 64 * 256 };
+    unsigned long *map = bitmap_new(PAGES);
+    unsigned long *writable = bitmap_new(PAGES);
+    unsigned long *summary = bitmap_new(PAGES / BITS_PER_LONG);
+    const unsigned long pages[] = { 0, 63, 64, 4000, 4001, PAGES - 1 };
+
+    for (unsigned i = 0; i < ARRAY_SIZE(pages); i++) {
+        set_bit(pages[i], map);
+        set_bit(pages[i] / BITS_PER_LONG, summary);
+        if (i & 1) {
+            set_bit(pages[i], writable);
+        }
+    }
+    set_bit(200, summary);      /* stale: its word is already empty */
+    hspt_zero_sparse(map, writable, summary, PAGES);
+    g_assert_cmpuint(find_first_bit(map, PAGES), ==, PAGES);
+    g_assert_cmpuint(find_first_bit(writable, PAGES), ==, PAGES);
+    g_assert_cmpuint(find_first_bit(summary, PAGES / BITS_PER_LONG), ==,
+                     PAGES / BITS_PER_LONG);
+    /* without a second bitmap */
+    set_bit(5, map);
+    set_bit(0, summary);
+    hspt_zero_sparse(map, NULL, summary, PAGES);
+    g_assert_cmpuint(find_first_bit(map, PAGES), ==, PAGES);
+    g_free(map);
+    g_free(writable);
+    g_free(summary);
+}
+
 static void test_units_with_summary(void)
 {
     unsigned long *mapped = bitmap_new(4096);
@@ -322,6 +353,7 @@ int main(int argc, char **argv)
     g_test_add_func("/hspt/flush-count/saturates",
                     test_flush_count_not_hot_by_saturation);
     g_test_add_func("/hspt/sparse/next", test_sparse_next);
+    g_test_add_func("/hspt/sparse/zero", test_sparse_zero);
     g_test_add_func("/hspt/units/with-summary", test_units_with_summary);
     g_test_add_func("/hspt/whole/exact-match", test_whole_exact_match);
     g_test_add_func("/hspt/whole/drop-on-any-page",
