@@ -111,17 +111,25 @@ def stage_cli(t):
            "'hspt-window' expects a value between 0 and 1024",
            "cli: hspt-window=1025 is a clean error")
 
+    def signal_idle_qemu(accel, sig, look=lambda pid: None):
+        """Start QEMU stopped (-S), call LOOK(pid), then send SIG.
+
+        Returns QEMU's exit status and what LOOK returned."""
+        p = subprocess.Popen([qemu, "-M", "virt", "-display", "none", "-nic", "none",
+                              "-S", "-accel", accel],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(2)
+        seen = look(p.pid)
+        p.send_signal(sig)
+        try:
+            rc = p.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            rc = p.wait()
+        return rc, seen
+
     # A SIGSEGV that is not a shadow miss must keep its default action.
-    p = subprocess.Popen([qemu, "-M", "virt", "-display", "none", "-nic", "none",
-                          "-S", "-accel", "tcg,hspt=on"],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(2)
-    p.send_signal(signal.SIGSEGV)
-    try:
-        rc = p.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        p.kill()
-        rc = p.wait()
+    rc, _ = signal_idle_qemu("tcg,hspt=on", signal.SIGSEGV)
     t.add(rc == -signal.SIGSEGV, "cli: hspt=on: a foreign SIGSEGV still kills QEMU",
           "exit status %d" % rc)
 
@@ -129,28 +137,18 @@ def stage_cli(t):
     # signal, so with hspt=on the main loop takes its signals from a
     # sigwait() thread instead. A process-directed SIGBUS must still reach
     # QEMU's handler (which re-raises it: QEMU dies of SIGBUS).
-    def signalfds_then_sigbus(accel):
-        p = subprocess.Popen([qemu, "-M", "virt", "-display", "none", "-nic", "none",
-                              "-S", "-accel", accel],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(2)
-        fd_dir = "/proc/%d/fd" % p.pid
+    def signalfds(pid):
+        fd_dir = "/proc/%d/fd" % pid
         n = 0
         for fd in os.listdir(fd_dir):
             try:
                 n += os.readlink(os.path.join(fd_dir, fd)) == "anon_inode:[signalfd]"
             except OSError:
                 pass
-        p.send_signal(signal.SIGBUS)
-        try:
-            rc = p.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            rc = p.wait()
-        return n, rc
+        return n
 
-    n_on, rc_on = signalfds_then_sigbus("tcg,hspt=on")
-    n_off, rc_off = signalfds_then_sigbus("tcg")
+    rc_on, n_on = signal_idle_qemu("tcg,hspt=on", signal.SIGBUS, signalfds)
+    rc_off, n_off = signal_idle_qemu("tcg", signal.SIGBUS, signalfds)
     t.add(n_on == 0 and n_off == 1,
           "cli: hspt=on: the main loop polls no signalfd (hspt off: one)",
           "signalfds: hspt=on %d, off %d" % (n_on, n_off))
