@@ -72,8 +72,11 @@ typedef struct HsptCPU {
     /* ASIDs whose TLBIASID is waiting for its softmmu full flush */
     DECLARE_BITMAP(pending_asids, 256);
     /* page flushes of the current space waiting for hspt_flush_done() */
-    HsptRevalidate reval[HSPT_REVALIDATE_MAX];
+    HsptRevalidate *reval;      /* HSPT_REVALIDATE_MAX entries */
     unsigned n_reval;
+    HsptRevalidate *reval_work; /* the batch being looked up */
+    bool revalidating;
+    HsptBlock *units;           /* scratch for hspt_slot_flush_or_queue() */
     bool guest_tlbi_all;        /* see hspt_flush_all_prepare() */
     /*
      * Per view, the last slow-path access until it completes; left set

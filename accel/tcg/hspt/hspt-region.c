@@ -214,6 +214,9 @@ void hspt_cpu_init(CPUState *cpu)
     }
     hc->cur = &hc->spaces[0];
     hspt_space_alloc(hc->cur);
+    hc->reval = g_new(HsptRevalidate, HSPT_REVALIDATE_MAX);
+    hc->reval_work = g_new(HsptRevalidate, HSPT_REVALIDATE_MAX);
+    hc->units = g_new(HsptBlock, HSPT_REVALIDATE_MAX);
 }
 
 void hspt_cpu_destroy(CPUState *cpu)
@@ -232,6 +235,9 @@ void hspt_cpu_destroy(CPUState *cpu)
         hspt_space_free(&hc->spaces[i]);
     }
     g_free(hc->spaces);
+    g_free(hc->reval);
+    g_free(hc->reval_work);
+    g_free(hc->units);
     munmap(hc->base, hc->size);
     memset(hc, 0, sizeof(*hc));
     qemu_mutex_unlock(&hspt_lock);
@@ -573,11 +579,14 @@ void hspt_revalidate_give_up(CPUState *cpu, int mmu_idx)
 }
 
 /* The queued page flushes of the current space, still mapped ones only. */
-unsigned hspt_take_revalidations(CPUState *cpu, HsptRevalidate *out)
+const HsptRevalidate *hspt_take_revalidations(CPUState *cpu, unsigned *n)
 {
     HsptCPU *hc = hspt_cpu(cpu);
-    unsigned n = 0;
 
+    *n = 0;
+    if (hc->revalidating) {
+        return NULL;
+    }
     qemu_mutex_lock(&hspt_lock);
     for (unsigned i = 0; i < hc->n_reval; i++) {
         HsptSlot *slot = &hc->cur->slot[hspt_slot_of_idx[hc->reval[i].mmu_idx]];
@@ -585,12 +594,18 @@ unsigned hspt_take_revalidations(CPUState *cpu, HsptRevalidate *out)
         /* Revalidate what is still mapped, prefill what is not. */
         if (test_bit(hc->reval[i].page >> qemu_target_page_bits(),
                      slot->mapped) != hc->reval[i].prefill) {
-            out[n++] = hc->reval[i];
+            hc->reval_work[(*n)++] = hc->reval[i];
         }
     }
     hc->n_reval = 0;
+    hc->revalidating = *n != 0;
     qemu_mutex_unlock(&hspt_lock);
-    return n;
+    return hc->reval_work;
+}
+
+void hspt_revalidations_done(CPUState *cpu)
+{
+    hspt_cpu(cpu)->revalidating = false;
 }
 
 /*
@@ -676,7 +691,7 @@ void hspt_flush_all_prepare(CPUState *cpu)
 static void hspt_slot_flush_or_queue(HsptCPU *hc, unsigned s)
 {
     HsptSlot *slot = &hc->cur->slot[s];
-    HsptBlock units[HSPT_REVALIDATE_MAX];
+    HsptBlock *units = hc->units;
     int n;
 
     if (slot->n_mapped == 0 || slot->blocks_overflow) {

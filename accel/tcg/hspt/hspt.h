@@ -34,7 +34,7 @@ typedef enum HsptOrganisation {
 #define HSPT_DEFAULT_GROUPS 8
 /* Prefill window: privileged-view pages looked up for a fresh space. */
 #define HSPT_DEFAULT_WINDOW 256
-#define HSPT_MAX_WINDOW     HSPT_REVALIDATE_MAX
+#define HSPT_MAX_WINDOW     1024
 
 /* User-visible configuration (-accel tcg,hspt=...). */
 typedef struct HsptConfig {
@@ -131,8 +131,11 @@ void hspt_unmap_page_locked(CPUState *cpu, int mmu_idx, uint64_t page);
  * the page tables still map the same way is what a TLB refilling it
  * speculatively right after the flush would do; it saves an unmap, a
  * signal and a mmap per page (the kernel half after every TLBIALL).
+ * Room for a process's 16 MiB working set with the kernel's pages: up to
+ * 0.5.2 a limit of 1024 made every TLBIALL of such a process (two per
+ * fork) drop its pages wholesale, and each came back with a signal.
  */
-#define HSPT_REVALIDATE_MAX 1024
+#define HSPT_REVALIDATE_MAX 8192
 typedef struct HsptRevalidate {
     uint64_t page;
     uint32_t npages;            /* > 1: a large page mapped whole */
@@ -149,7 +152,13 @@ void hspt_revalidate_queued(CPUState *cpu);
  * (other full flushes, such as reset, may precede register changes).
  */
 void hspt_flush_all_prepare(CPUState *cpu);
-unsigned hspt_take_revalidations(CPUState *cpu, HsptRevalidate *out);
+/*
+ * Move the queue to CPU's work buffer (valid until the next call) and
+ * return it: N entries, or NULL while an earlier batch is still being
+ * processed further up the stack.
+ */
+const HsptRevalidate *hspt_take_revalidations(CPUState *cpu, unsigned *n);
+void hspt_revalidations_done(CPUState *cpu);
 void hspt_revalidated(CPUState *cpu, const HsptRevalidate *r, bool keep);
 /* Flush MMU_IDX's region of the current space instead of revalidating. */
 void hspt_revalidate_give_up(CPUState *cpu, int mmu_idx);
