@@ -177,6 +177,29 @@ static inline void hspt_zero_sparse(unsigned long *map, unsigned long *other,
 }
 
 /*
+ * The number of maximal runs of set bits of MAP (SIZE bits) that touch
+ * [FIRST - 1, FIRST + N]: changing bits of [FIRST, FIRST + N) changes the
+ * run count of the whole map by the difference of two such counts.
+ */
+static inline unsigned hspt_runs_around(const unsigned long *map,
+                                        unsigned long size,
+                                        unsigned long first, unsigned long n)
+{
+    unsigned long lo = first ? first - 1 : 0;
+    unsigned long hi = MIN(first + n + 1, size);
+    unsigned runs = 0;
+    bool prev = false;
+
+    for (unsigned long i = lo; i < hi; i++) {
+        bool set = test_bit(i, map);
+
+        runs += set && !prev;
+        prev = set;
+    }
+    return runs;
+}
+
+/*
  * A run of guest pages: a large page mapped whole (one mmap) since the last
  * slot flush, or a unit of revalidation (one page, or such a block).
  */

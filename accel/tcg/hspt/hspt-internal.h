@@ -24,6 +24,7 @@ typedef struct HsptSlot {
     uint8_t *page_flushes;
     bool has_hot_pages;         /* some page_flushes reached the limit */
     uint32_t n_mapped;
+    uint32_t n_runs;            /* maximal runs of mapped pages */
     uint32_t vmas;              /* see hspt_account_vmas() */
     HsptLargePages lp;          /* large guest pages since the last flush */
     HsptBlock blocks[HSPT_SLOT_BLOCKS];

@@ -276,6 +276,26 @@ static void hspt_unaccount_vmas(HsptSlot *slot, unsigned n)
 }
 
 /*
+ * Whatever the history, each run of mapped pages splits the reservation
+ * once and holds at most one VMA per page: the running estimate, which
+ * adds two for every remap inside a run, never needs to exceed that.
+ */
+static void hspt_clamp_vmas(HsptSlot *slot)
+{
+    uint32_t bound = slot->n_mapped + slot->n_runs;
+
+    if (slot->vmas > bound) {
+        hspt_unaccount_vmas(slot, slot->vmas - bound);
+    }
+}
+
+static unsigned hspt_slot_runs_around(HsptSlot *slot, uint32_t va_pfn,
+                                      size_t npages)
+{
+    return hspt_runs_around(slot->mapped, hspt_slot_pages(), va_pfn, npages);
+}
+
+/*
  * Whether the reservation, not a mapping, borders guest page PFN. Below
  * page 0 lies whatever precedes the slot: count it as a mapping.
  */
@@ -315,10 +335,13 @@ static void hspt_slot_vmas_reset(HsptSlot *slot)
 static void hspt_slot_unmap_page(HsptSpace *sp, HsptSlot *slot,
                                  uint8_t *base, uint32_t va_pfn)
 {
+    unsigned runs = hspt_slot_runs_around(slot, va_pfn, 1);
+
     hspt_reserve_or_die(base + ((uint64_t)va_pfn << qemu_target_page_bits()),
                         qemu_target_page_size());
     hspt_whole_drop(&slot->whole, va_pfn, 1);
     clear_bit(va_pfn, slot->mapped);
+    slot->n_runs += hspt_slot_runs_around(slot, va_pfn, 1) - runs;
     clear_bit(va_pfn, slot->writable);
     slot->n_mapped--;
     sp->n_mapped--;
@@ -330,6 +353,7 @@ static void hspt_slot_unmap_page(HsptSpace *sp, HsptSlot *slot,
                !hspt_slot_reserved(slot, (int64_t)va_pfn + 1)) {
         hspt_account_vmas(slot, 2);     /* may split a larger mapping */
     }
+    hspt_clamp_vmas(slot);
     qatomic_dec(&hspt_stats.mapped_pages);
     qatomic_inc(&hspt_stats.page_flushes);
 }
@@ -341,6 +365,8 @@ static void hspt_slot_unmap_page(HsptSpace *sp, HsptSlot *slot,
 static void hspt_slot_forget_range(HsptSpace *sp, HsptSlot *slot,
                                    uint32_t va_pfn, size_t npages)
 {
+    unsigned runs = hspt_slot_runs_around(slot, va_pfn, npages);
+
     hspt_whole_drop(&slot->whole, va_pfn, npages);
     for (size_t i = 0; i < npages; i++) {
         if (test_and_clear_bit(va_pfn + i, slot->mapped)) {
@@ -350,6 +376,7 @@ static void hspt_slot_forget_range(HsptSpace *sp, HsptSlot *slot,
             qatomic_dec(&hspt_stats.mapped_pages);
         }
     }
+    slot->n_runs += hspt_slot_runs_around(slot, va_pfn, npages) - runs;
 }
 
 /* SP becomes current: start a new flush epoch if the current one is over. */
@@ -492,6 +519,7 @@ static void hspt_slot_flush(HsptSpace *sp, unsigned s)
         hspt_zero_sparse(slot->mapped, slot->writable, slot->mapped_summary,
                          npages);
         slot->n_mapped = 0;
+        slot->n_runs = 0;
     }
     qatomic_inc(&hspt_stats.region_flushes);
 }
@@ -562,6 +590,7 @@ static void hspt_block_revalidated(HsptCPU *hc, unsigned s, uint32_t va_pfn,
     hspt_slot_forget_range(sp, slot, va_pfn, npages);
     if (slot->n_mapped) {
         hspt_account_vmas(slot, 2);
+        hspt_clamp_vmas(slot);
     } else {
         hspt_slot_vmas_reset(slot);
     }
@@ -895,22 +924,32 @@ static void hspt_evict(HsptCPU *hc)
     qatomic_inc(&hspt_stats.evictions);
 }
 
+/* True if SLOT maps the NPAGES guest pages from VA_PFN to RAM pages RP... */
+static bool hspt_slot_maps_ram(HsptSlot *slot, uint32_t va_pfn, uint32_t rp,
+                               size_t npages)
+{
+    for (size_t i = 0; i < npages; i++) {
+        if (!test_bit(va_pfn + i, slot->mapped) ||
+            slot->ram_pfn[va_pfn + i] != rp + i) {
+            return false;
+        }
+    }
+    return true;
+}
+
 /*
- * True if SLOT already maps the NPAGES guest pages from VA_PFN to the RAM
- * pages from RP, writable if WRITABLE (read-only if not: a read-only fill
- * may have to take write access away).
+ * ... and writable if WRITABLE (read-only if not: a read-only fill may
+ * have to take write access away).
  */
 static bool hspt_slot_maps(HsptSlot *slot, uint32_t va_pfn, uint32_t rp,
                            size_t npages, bool writable)
 {
     for (size_t i = 0; i < npages; i++) {
-        if (!test_bit(va_pfn + i, slot->mapped) ||
-            slot->ram_pfn[va_pfn + i] != rp + i ||
-            test_bit(va_pfn + i, slot->writable) != writable) {
+        if (test_bit(va_pfn + i, slot->writable) != writable) {
             return false;
         }
     }
-    return true;
+    return hspt_slot_maps_ram(slot, va_pfn, rp, npages);
 }
 
 /*
@@ -953,9 +992,9 @@ bool hspt_map_locked(CPUState *cpu, int mmu_idx, uint64_t va, void *host,
     uint8_t *addr;
     uint32_t rp;
     RAMBlock *rb;
-    bool ok = false;
-    unsigned vmas = 2;
-    void *p;
+    bool ok = false, failed;
+    unsigned vmas = 2, runs;
+    int prot = PROT_READ | (writable ? PROT_WRITE : 0);
 
     if (s < 0) {
         return false;
@@ -1007,22 +1046,47 @@ bool hspt_map_locked(CPUState *cpu, int mmu_idx, uint64_t va, void *host,
         }
     }
 
-    /* A fresh range only splits the reservations on either side. */
+    /*
+     * A fresh range only splits the reservations on either side; a page
+     * between two reservations is its own VMA, which a remap replaces.
+     */
     if (find_next_bit(slot->mapped, va_pfn + npages, va_pfn) >=
         va_pfn + npages) {
         vmas = hspt_slot_reserved(slot, (int64_t)va_pfn - 1) +
                hspt_slot_reserved(slot, (int64_t)va_pfn + npages);
+    } else if (npages == 1 && hspt_slot_page_isolated(slot, va_pfn)) {
+        vmas = 0;
     }
-    p = mmap(addr, npages * psize, PROT_READ | (writable ? PROT_WRITE : 0),
-             MAP_SHARED | MAP_FIXED, rb->fd, rb->fd_offset + offset);
-    if (p == MAP_FAILED) {
-        /* A failed MAP_FIXED may have dropped old mappings: re-reserve. */
+    if (hspt_slot_maps_ram(slot, va_pfn, rp, npages)) {
+        /*
+         * Only the rights change (write protection at a guest fork, or
+         * lifted at the write fault after it): mprotect keeps the VMA and
+         * the host PTEs, which a MAP_FIXED mmap replaces; here it costs a
+         * fifth as much.
+         */
+        failed = mprotect(addr, npages * psize, prot) < 0;
+    } else {
+        failed = mmap(addr, npages * psize, prot, MAP_SHARED | MAP_FIXED,
+                      rb->fd, rb->fd_offset + offset) == MAP_FAILED;
+    }
+    if (failed) {
+        /*
+         * Leave the range reserved and on softmmu (a failed MAP_FIXED may
+         * also have dropped the old mappings).
+         */
         trace_hspt_mmap_error(cpu->cpu_index, va, errno);
         qatomic_inc(&hspt_stats.mmap_errors);
         hspt_reserve_or_die(addr, npages * psize);
         hspt_slot_forget_range(sp, slot, va_pfn, npages);
+        if (slot->n_mapped) {
+            hspt_account_vmas(slot, 2);
+            hspt_clamp_vmas(slot);
+        } else {
+            hspt_slot_vmas_reset(slot);
+        }
         goto out;
     }
+    runs = hspt_slot_runs_around(slot, va_pfn, npages);
     hspt_account_vmas(slot, vmas);
     hspt_whole_drop(&slot->whole, va_pfn, npages);
     for (size_t i = 0; i < npages; i++) {
@@ -1042,6 +1106,8 @@ bool hspt_map_locked(CPUState *cpu, int mmu_idx, uint64_t va, void *host,
             clear_bit(va_pfn + i, slot->writable);
         }
     }
+    slot->n_runs += hspt_slot_runs_around(slot, va_pfn, npages) - runs;
+    hspt_clamp_vmas(slot);
     if (lg_page_size > bits) {
         hspt_lp_add(&slot->lp, va, lg_page_size);
     }

@@ -332,6 +332,51 @@ static void test_units_with_summary(void)
     g_free(summary);
 }
 
+/* Total run count of MAP, the slow way. */
+static unsigned count_runs(const unsigned long *map, unsigned long size)
+{
+    unsigned runs = 0;
+
+    for (unsigned long i = 0; i < size; i++) {
+        runs += test_bit(i, map) && (i == 0 || !test_bit(i - 1, map));
+    }
+    return runs;
+}
+
+/*
+ * Setting or clearing any range changes the total by the change of
+ * hspt_runs_around() over that range, at the map's edges too.
+ */
+static void test_runs_delta(void)
+{
+    const unsigned long size = 256;
+    unsigned long *map = bitmap_new(size);
+    unsigned seed = 12345;
+
+    for (int round = 0; round < 2000; round++) {
+        unsigned long first, n;
+        unsigned before_total = count_runs(map, size), before, after;
+
+        seed = seed * 1103515245 + 12345;
+        first = (seed >> 8) % size;
+        n = 1 + (seed >> 20) % 8;
+        n = MIN(n, size - first);
+        if (round % 7 == 0) {
+            first = round % 14 ? 0 : size - n;    /* the edges */
+        }
+        before = hspt_runs_around(map, size, first, n);
+        if (seed & 1) {
+            bitmap_set(map, first, n);
+        } else {
+            bitmap_clear(map, first, n);
+        }
+        after = hspt_runs_around(map, size, first, n);
+        g_assert_cmpint((int)count_runs(map, size) - (int)before_total, ==,
+                        (int)after - (int)before);
+    }
+    g_free(map);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -354,6 +399,7 @@ int main(int argc, char **argv)
                     test_flush_count_not_hot_by_saturation);
     g_test_add_func("/hspt/sparse/next", test_sparse_next);
     g_test_add_func("/hspt/sparse/zero", test_sparse_zero);
+    g_test_add_func("/hspt/runs/delta", test_runs_delta);
     g_test_add_func("/hspt/units/with-summary", test_units_with_summary);
     g_test_add_func("/hspt/whole/exact-match", test_whole_exact_match);
     g_test_add_func("/hspt/whole/drop-on-any-page",
