@@ -13,6 +13,15 @@
 
 #define HSPT_SLOT_BLOCKS 64
 
+/*
+ * Page flushes of a space that is not current are looked up again when it
+ * becomes current instead of unmapping at once (hspt_defer_page_flush()).
+ * Each entry is a guest page number and its slot (HSPT_DEFERRED_SLOT_SHIFT
+ * and up).
+ */
+#define HSPT_DEFERRED_MAX 1024
+#define HSPT_DEFERRED_SLOT_SHIFT 28
+
 /* One shadow region: the view of one mmu_idx in one space. */
 typedef struct HsptSlot {
     unsigned long *mapped;      /* guest page has a file mapping */
@@ -48,6 +57,8 @@ typedef struct HsptSpace {
      * guest code uses it.
      */
     bool stale;
+    uint32_t deferred[HSPT_DEFERRED_MAX];
+    unsigned n_deferred;
     uint64_t last_used;         /* LRU clock */
     /* page flush counts are per epoch (see HSPT_HOT_EPOCH_NS) */
     uint8_t flush_epoch;
@@ -109,6 +120,7 @@ typedef struct HsptStats {
     uint64_t refills_skipped;
     uint64_t revalidated;
     uint64_t revalidate_unmaps;
+    uint64_t deferred_flushes;
     uint64_t prefilled;
     uint64_t hot_pages;
     uint64_t hot_refusals;

@@ -527,9 +527,61 @@ static void hspt_slot_flush(HsptSpace *sp, unsigned s)
 static void hspt_space_flush(HsptSpace *sp)
 {
     sp->stale = false;
+    sp->n_deferred = 0;
     for (unsigned s = 0; s < hspt_nslots; s++) {
         hspt_slot_flush(sp, s);
     }
+}
+
+/*
+ * A page flush of SP while another space is current: no generated code
+ * reaches SP before it becomes current again, and then the page is looked
+ * up afresh (hspt_queue_deferred()), as after a guest TLBIALL. Most such
+ * flushes are TLBIMVAs for another ASID (softmmu drops the VA whatever the
+ * ASID; the guest kit's kernels flush every copy-on-write and access-flag
+ * fault of a child that way), which leave SP's page tables as they were.
+ */
+static void hspt_defer_page_flush(HsptSpace *sp, unsigned s, uint32_t va_pfn)
+{
+    qatomic_inc(&hspt_stats.deferred_flushes);
+    if (sp->stale) {
+        return;                 /* all of it is looked up again anyway */
+    }
+    if (sp->n_deferred == HSPT_DEFERRED_MAX) {
+        sp->stale = true;
+        sp->n_deferred = 0;
+        return;
+    }
+    sp->deferred[sp->n_deferred++] = va_pfn | s << HSPT_DEFERRED_SLOT_SHIFT;
+}
+
+/*
+ * SP becomes current: queue its deferred page flushes for revalidation, or
+ * unmap them if the registers cannot walk the new context yet.
+ */
+static void hspt_queue_deferred(HsptCPU *hc, HsptSpace *sp, bool walkable)
+{
+    unsigned bits = qemu_target_page_bits();
+
+    for (unsigned i = 0; i < sp->n_deferred; i++) {
+        uint32_t va_pfn = sp->deferred[i] &
+                          ((1u << HSPT_DEFERRED_SLOT_SHIFT) - 1);
+        unsigned s = sp->deferred[i] >> HSPT_DEFERRED_SLOT_SHIFT;
+        HsptSlot *slot = &sp->slot[s];
+
+        if (!test_bit(va_pfn, slot->mapped)) {
+            continue;
+        }
+        if (walkable && hc->n_reval < HSPT_REVALIDATE_MAX) {
+            hc->reval[hc->n_reval++] = (HsptRevalidate) {
+                .page = (uint64_t)va_pfn << bits, .npages = 1,
+                .mmu_idx = hspt_idx_of_slot[s], .page_flush = true };
+        } else {
+            hspt_slot_unmap_page(sp, slot, hspt_slot_base(sp, s), va_pfn);
+            hspt_count_page_flush(sp, slot, va_pfn);
+        }
+    }
+    sp->n_deferred = 0;
 }
 
 void hspt_unmap_page_locked(CPUState *cpu, int mmu_idx, uint64_t page)
@@ -558,6 +610,8 @@ void hspt_unmap_page_locked(CPUState *cpu, int mmu_idx, uint64_t page)
                 hc->reval[hc->n_reval++] = (HsptRevalidate) {
                     .page = page, .npages = 1, .mmu_idx = mmu_idx,
                     .page_flush = true };
+            } else if (sp != hc->cur) {
+                hspt_defer_page_flush(sp, s, va_pfn);
             } else {
                 hspt_slot_unmap_page(sp, slot, hspt_slot_base(sp, s), va_pfn);
                 hspt_count_page_flush(sp, slot, va_pfn);
@@ -1205,6 +1259,9 @@ void hspt_context_switch(CPUState *cpu, const HsptContextKey *key,
             }
         }
         next->stale = false;
+        next->n_deferred = 0;
+    } else {
+        hspt_queue_deferred(hc, next, walkable);
     }
     if (next != prev && walkable) {
         hspt_queue_prefill(hc, prev, next);
@@ -1380,6 +1437,10 @@ void hspt_format_info(GString *buf)
         "revalidated: %" PRIu64 " pages or large pages looked up again "
         "instead of dropped, %" PRIu64 " of them unmapped\n",
         STAT(revalidated), STAT(revalidate_unmaps));
+    g_string_append_printf(buf,
+        "deferred: %" PRIu64 " page flushes of a space that was not current, "
+        "looked up again when it next became current\n",
+        STAT(deferred_flushes));
     g_string_append_printf(buf,
         "slow-path lookups that found their page mapped: %" PRIu64 "\n",
         STAT(refills_skipped));
