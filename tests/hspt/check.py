@@ -391,6 +391,7 @@ def stage_guest(t, jobs):
         for cfg, res in pool.map(one, configs):
             check_boot(t, cfg[0], res, cfg[3], exp)
     check_fault_ahead(t)
+    check_vma_estimate(t)
 
 
 def check_fault_ahead(t):
@@ -415,6 +416,110 @@ def check_fault_ahead(t):
     t.add(res.ok and buffer_pages > 0 and ahead >= buffer_pages,
           "guest: lpae-6.1 hspt: seqrw's fresh pages are fetched ahead",
           "fault-ahead %d pages, want >= %d; see %s" % (ahead, buffer_pages, log))
+
+
+def hmp_command(sock, cmd):
+    """Send CMD to an HMP monitor socket and return its output (without
+    CMD, only read the greeting up to the first prompt)."""
+    if cmd:
+        sock.sendall(cmd.encode() + b"\n")
+    out = b""
+    while not out.endswith(b"(qemu) "):
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        out += chunk
+    return out.decode("utf-8", "replace")
+
+
+def shadow_vmas(pid, ranges):
+    """The VMAs of process PID that start inside one of RANGES."""
+    n = 0
+    with open("/proc/%d/maps" % pid) as f:
+        for line in f:
+            start = int(line.split("-", 1)[0], 16)
+            n += any(lo <= start < hi for lo, hi in ranges)
+    return n
+
+
+def check_vma_estimate(t):
+    """The VMA estimate of the budget bounds the shadow's real VMAs.
+
+    The budget keeps shadow mappings below vm.max_map_count only if its
+    estimate never undercounts: sampled with the vCPUs stopped, while
+    processes fork, copy on write, map and unmap, the VMAs inside the
+    shadow's host ranges may not exceed the estimate plus the one
+    reservation VMA per vCPU.
+    """
+    import socket
+    import struct
+    import tempfile
+    import threading
+
+    path = os.path.join(tempfile.mkdtemp(prefix="hspt-check-"), "hmp.sock")
+    workloads = ["forkstorm", "cow", "pipering", "mmapchurn", "shpipe"]
+    log = os.path.join(LOGDIR, "guest-vma-estimate.log")
+    box = {}
+
+    def guest():
+        with open(log, "w") as f:
+            box["res"] = hsptguest.boot(
+                "lpae-6.1", workloads, log=f,
+                extra_args=["-accel", "tcg,hspt=on", "-monitor",
+                            "unix:%s,server=on,wait=off" % path])
+
+    runner = threading.Thread(target=guest)
+    runner.start()
+    samples, worst, error = 0, None, ""
+    sock = None
+    try:
+        deadline = time.monotonic() + 30
+        while sock is None and runner.is_alive():
+            try:
+                sock = socket.socket(socket.AF_UNIX)
+                sock.connect(path)
+            except OSError:
+                sock = None
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.1)
+        if sock:
+            sock.settimeout(30)
+            hmp_command(sock, None)
+            # QEMU's pid: the monitor socket's peer.
+            pid = struct.unpack("3i", sock.getsockopt(
+                socket.SOL_SOCKET, socket.SO_PEERCRED,
+                struct.calcsize("3i")))[0]
+            while runner.is_alive():
+                hmp_command(sock, "stop")
+                try:
+                    info = hmp_command(sock, "info hspt")
+                    m = re.search(r"at most (\d+) VMAs", info)
+                    ranges = [(int(a, 16), int(b, 16)) for a, b in
+                              re.findall(r"host range 0x([0-9a-f]+)-0x"
+                                         r"([0-9a-f]+)", info)]
+                    if m and ranges:
+                        over = shadow_vmas(pid, ranges) - \
+                            (int(m.group(1)) + len(ranges))
+                        samples += 1
+                        worst = over if worst is None else max(worst, over)
+                finally:
+                    hmp_command(sock, "cont")
+                time.sleep(0.2)
+    except (OSError, ValueError) as e:
+        error = "monitor: %s" % e
+    finally:
+        if sock:
+            sock.close()
+        runner.join()
+    res = box.get("res")
+    if res is not None and res.ok:
+        error = ""             # QEMU powered off while we asked
+    t.add(res is not None and res.ok and not error and samples >= 5 and
+          worst is not None and worst <= 0,
+          "guest: lpae-6.1 hspt: the VMA estimate bounds the shadow's VMAs",
+          "%d samples, worst excess %s VMAs%s; see %s"
+          % (samples, worst, ", " + error if error else "", log))
 
 
 def update_expected():

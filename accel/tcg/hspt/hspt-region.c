@@ -1482,8 +1482,10 @@ void hspt_format_info(GString *buf)
             in_use += hc->spaces[i].keyed || hc->spaces[i].n_mapped;
         }
         g_string_append_printf(buf,
-            "vCPU %u: space %td current, %u in use, %u pages mapped\n",
-            c, hc->cur - hc->spaces, in_use, hc->cur->n_mapped);
+            "vCPU %u: space %td current, %u in use, %u pages mapped, "
+            "host range 0x%" PRIxPTR "-0x%" PRIxPTR "\n",
+            c, hc->cur - hc->spaces, in_use, hc->cur->n_mapped,
+            (uintptr_t)hc->base, (uintptr_t)hc->base + hc->size);
     }
     qemu_mutex_unlock(&hspt_lock);
 }
