@@ -941,6 +941,7 @@ void hspt_write_protect_host_locked(CPUState *cpu, uintptr_t host,
                 if (!hspt_slot_page_isolated(&sp->slot[ref.slot],
                                              ref.va_pfn)) {
                     hspt_account_vmas(&sp->slot[ref.slot], 2);
+                    hspt_clamp_vmas(&sp->slot[ref.slot]);
                 }
                 hspt_whole_drop(&sp->slot[ref.slot].whole, ref.va_pfn, 1);
                 clear_bit(ref.va_pfn, sp->slot[ref.slot].writable);
