@@ -8,6 +8,7 @@
 #include "qemu/osdep.h"
 #include "qemu/atomic.h"
 #include "qemu/bitmap.h"
+#include "qemu/cutils.h"
 #include "qemu/thread.h"
 #include "qemu/timer.h"
 #include "qapi/error.h"
@@ -1528,8 +1529,9 @@ bool hspt_region_init(unsigned max_cpus, uint16_t idx_mask, unsigned nspaces,
         }
     }
 
-    if (g_file_get_contents("/proc/sys/vm/max_map_count", &text, NULL, NULL)) {
-        max_map_count = strtoul(text, NULL, 10);
+    if (g_file_get_contents("/proc/sys/vm/max_map_count", &text, NULL, NULL) &&
+        qemu_strtoul(g_strstrip(text), NULL, 10, &max_map_count) < 0) {
+        max_map_count = 65530;      /* unreadable: the kernel's default */
     }
     /* Leave QEMU plenty of VMAs of its own. */
     if (max_map_count < 8192) {
@@ -1541,7 +1543,8 @@ bool hspt_region_init(unsigned max_cpus, uint16_t idx_mask, unsigned nspaces,
 
     sigemptyset(&sa.sa_mask);
     if (sigaction(SIGSEGV, &sa, &hspt_prev_segv) != 0) {
-        error_setg_errno(errp, errno, "hspt: cannot install the SIGSEGV handler");
+        error_setg_errno(errp, errno,
+                         "hspt: cannot install the SIGSEGV handler");
         return false;
     }
     hspt_enabled = true;
