@@ -57,53 +57,87 @@ static inline bool hspt_lp_covers(const HsptLargePages *lp, uint32_t va)
  * cache in front of the page-by-page check (512 pages per LPAE block); the
  * owner drops the entries of every page whose mapping changes.
  */
-#define HSPT_WHOLE_BLOCKS 16
+/*
+ * Direct-mapped by first page: after a TLBIALL the kernel's linear map
+ * comes back as a hundred or more blocks, which a 16-entry list (up to
+ * 0.5.3) cycled through without a hit. Blocks are aligned to their
+ * power-of-two size, as guest large pages are; others are not cached.
+ */
+#define HSPT_WHOLE_BITS 8
+#define HSPT_WHOLE_BLOCKS (1u << HSPT_WHOLE_BITS)
+#define HSPT_WHOLE_MAX_PAGES 4096       /* a 16 MiB supersection */
 
 typedef struct HsptWholeBlock {
     uint32_t va_pfn;
-    uint32_t npages;
+    uint32_t npages;    /* 0: empty */
     uint32_t rp;
     bool writable;
 } HsptWholeBlock;
 
 typedef struct HsptWholeCache {
     HsptWholeBlock e[HSPT_WHOLE_BLOCKS];
-    unsigned n;
-    unsigned next;      /* round-robin victim when full */
+    unsigned n;         /* entries in use */
 } HsptWholeCache;
+
+static inline HsptWholeBlock *hspt_whole_slot(HsptWholeCache *c,
+                                              uint32_t va_pfn)
+{
+    return &c->e[(va_pfn * 2654435761u) >> (32 - HSPT_WHOLE_BITS)];
+}
 
 static inline void hspt_whole_reset(HsptWholeCache *c)
 {
-    c->n = 0;
+    if (c->n) {
+        memset(c->e, 0, sizeof(c->e));
+        c->n = 0;
+    }
+}
+
+static inline void hspt_whole_forget(HsptWholeCache *c, HsptWholeBlock *w)
+{
+    w->npages = 0;
+    c->n--;
 }
 
 /* Pages [VA_PFN, VA_PFN + NPAGES) change: drop every entry touching them. */
 static inline void hspt_whole_drop(HsptWholeCache *c, uint32_t va_pfn,
                                    uint32_t npages)
 {
-    for (unsigned i = 0; i < c->n;) {
-        HsptWholeBlock *w = &c->e[i];
+    if (!c->n) {
+        return;
+    }
+    if (npages > 32) {
+        for (unsigned i = 0; i < HSPT_WHOLE_BLOCKS; i++) {
+            HsptWholeBlock *w = &c->e[i];
 
-        if (w->va_pfn < va_pfn + npages && va_pfn < w->va_pfn + w->npages) {
-            *w = c->e[--c->n];
-        } else {
-            i++;
+            if (w->npages && w->va_pfn < va_pfn + npages &&
+                va_pfn < w->va_pfn + w->npages) {
+                hspt_whole_forget(c, w);
+            }
+        }
+        return;
+    }
+    /* A block of 2^k pages touching the range starts at a multiple of it. */
+    for (uint32_t size = 2; size <= HSPT_WHOLE_MAX_PAGES; size <<= 1) {
+        for (uint32_t first = va_pfn & ~(size - 1); first < va_pfn + npages;
+             first += size) {
+            HsptWholeBlock *w = hspt_whole_slot(c, first);
+
+            if (w->npages == size && w->va_pfn == first) {
+                hspt_whole_forget(c, w);
+            }
         }
     }
 }
 
-static inline bool hspt_whole_maps(const HsptWholeCache *c, uint32_t va_pfn,
+static inline bool hspt_whole_maps(HsptWholeCache *c, uint32_t va_pfn,
                                    uint32_t npages, uint32_t rp,
                                    bool writable)
 {
-    for (unsigned i = 0; i < c->n; i++) {
-        const HsptWholeBlock *w = &c->e[i];
+    const HsptWholeBlock *w = hspt_whole_slot(c, va_pfn);
 
-        if (w->va_pfn == va_pfn && w->npages == npages) {
-            return w->rp == rp && w->writable == writable;
-        }
-    }
-    return false;
+    return w->npages == npages && w->va_pfn == va_pfn && w->rp == rp &&
+           w->writable == writable;
 }
 
 static inline void hspt_whole_add(HsptWholeCache *c, uint32_t va_pfn,
@@ -112,12 +146,64 @@ static inline void hspt_whole_add(HsptWholeCache *c, uint32_t va_pfn,
     HsptWholeBlock *w;
 
     hspt_whole_drop(c, va_pfn, npages);
-    if (c->n < HSPT_WHOLE_BLOCKS) {
-        w = &c->e[c->n++];
-    } else {
-        w = &c->e[c->next++ % HSPT_WHOLE_BLOCKS];
+    if (npages < 2 || npages > HSPT_WHOLE_MAX_PAGES ||
+        (npages & (npages - 1)) || (va_pfn & (npages - 1))) {
+        return;
     }
+    w = hspt_whole_slot(c, va_pfn);
+    c->n += !w->npages;
     *w = (HsptWholeBlock) { va_pfn, npages, rp, writable };
+}
+
+/*
+ * Large guest pages that hold pages not dirty for every client (code,
+ * dirty logging), so that they cannot be mapped whole and writable: a fill
+ * of a page inside one maps that page alone without checking the block's
+ * 512 pages again (750 000 such failed checks in one forkstorm run, mostly
+ * the kernel image's blocks). A stale entry is harmless (a block that has
+ * become dirty throughout is still mapped page by page); each entry is
+ * trusted HSPT_PARTIAL_CREDIT times and then the block is checked again.
+ */
+#define HSPT_PARTIAL_BITS 6
+#define HSPT_PARTIAL_BLOCKS (1u << HSPT_PARTIAL_BITS)
+#define HSPT_PARTIAL_CREDIT 64
+
+typedef struct HsptPartialBlock {
+    uint32_t va_pfn;
+    uint32_t npages;
+    uint32_t rp;
+    uint32_t credit;    /* 0: empty or used up */
+} HsptPartialBlock;
+
+typedef struct HsptPartialCache {
+    HsptPartialBlock e[HSPT_PARTIAL_BLOCKS];
+} HsptPartialCache;
+
+static inline HsptPartialBlock *hspt_partial_slot(HsptPartialCache *c,
+                                                  uint32_t va_pfn)
+{
+    return &c->e[(va_pfn * 2654435761u) >> (32 - HSPT_PARTIAL_BITS)];
+}
+
+/* True (and one credit used) if the block is known to hold clean pages. */
+static inline bool hspt_partial_known(HsptPartialCache *c, uint32_t va_pfn,
+                                      uint32_t npages, uint32_t rp)
+{
+    HsptPartialBlock *w = hspt_partial_slot(c, va_pfn);
+
+    if (w->credit && w->va_pfn == va_pfn && w->npages == npages &&
+        w->rp == rp) {
+        w->credit--;
+        return true;
+    }
+    return false;
+}
+
+static inline void hspt_partial_add(HsptPartialCache *c, uint32_t va_pfn,
+                                    uint32_t npages, uint32_t rp)
+{
+    *hspt_partial_slot(c, va_pfn) = (HsptPartialBlock) {
+        va_pfn, npages, rp, HSPT_PARTIAL_CREDIT };
 }
 
 /*

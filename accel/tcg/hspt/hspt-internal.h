@@ -40,6 +40,7 @@ typedef struct HsptSlot {
     unsigned n_blocks;
     bool blocks_overflow;       /* more blocks than fit: no revalidation */
     HsptWholeCache whole;       /* large pages known to be mapped whole */
+    HsptPartialCache partial;   /* ... known to hold clean pages */
 } HsptSlot;
 
 /*

@@ -1028,6 +1028,88 @@ static bool hspt_slot_maps_cached(HsptSlot *slot, uint32_t va_pfn,
     return false;
 }
 
+/*
+ * The large guest page of LG_PAGE_SIZE around PAGE, whose host address is
+ * HOST: its first guest page, its size in pages and the RAM page its first
+ * page would be if it were contiguous RAM (a key for the caches below).
+ */
+static bool hspt_block_key(void *host, uint64_t page, int lg_page_size,
+                           uint32_t *first, uint32_t *npages, uint32_t *rp0)
+{
+    unsigned bits = qemu_target_page_bits();
+    uint32_t va_pfn = page >> bits;
+    ram_addr_t offset;
+    RAMBlock *rb = qemu_ram_block_from_host(host, false, &offset);
+
+    if (!rb) {
+        return false;
+    }
+    *npages = 1u << (lg_page_size - bits);
+    *first = va_pfn & ~(*npages - 1);
+    *rp0 = ((rb->offset + offset) >> bits) - (va_pfn - *first);
+    return true;
+}
+
+/*
+ * True if the large guest page of LG_PAGE_SIZE around PAGE (at HOST) is
+ * mapped whole already, with the rights WRITABLE, as the whole-block cache
+ * remembers: then a fill need not check the block again (address space,
+ * contiguity, 512 pages' dirty bits). A cache entry is added only for a
+ * block that passed those checks, and goes when any page of it changes
+ * (unmap, write protection of a page cleaned for code or dirty logging)
+ * or the slot is flushed (memory map changes, watchpoints, TLBIs in it).
+ */
+bool hspt_whole_mapped_locked(CPUState *cpu, int mmu_idx, uint64_t page,
+                              void *host, bool writable, int lg_page_size)
+{
+    int s = hspt_slot_of_idx[mmu_idx];
+    uint32_t first, npages, rp0;
+    HsptSlot *slot;
+    bool hit;
+
+    if (s < 0 || !hspt_block_key(host, page, lg_page_size, &first, &npages,
+                                 &rp0)) {
+        return false;
+    }
+    qemu_mutex_lock(&hspt_lock);
+    slot = &hspt_cpu(cpu)->cur->slot[s];
+    hit = hspt_whole_maps(&slot->whole, first, npages, rp0, writable);
+    if (hit) {
+        qatomic_inc(&hspt_stats.refills_skipped);
+        hspt_lp_add(&slot->lp, page, lg_page_size);
+        hspt_slot_add_block(slot, first, npages);
+    }
+    qemu_mutex_unlock(&hspt_lock);
+    return hit;
+}
+
+/*
+ * With NOTE, remember that the large guest page around PAGE holds pages
+ * that are not dirty for every client; without, whether that is known.
+ */
+bool hspt_partial_block_locked(CPUState *cpu, int mmu_idx, uint64_t page,
+                               void *host, int lg_page_size, bool note)
+{
+    int s = hspt_slot_of_idx[mmu_idx];
+    uint32_t first, npages, rp0;
+    HsptPartialCache *c;
+    bool known = false;
+
+    if (s < 0 || !hspt_block_key(host, page, lg_page_size, &first, &npages,
+                                 &rp0)) {
+        return false;
+    }
+    qemu_mutex_lock(&hspt_lock);
+    c = &hspt_cpu(cpu)->cur->slot[s].partial;
+    if (note) {
+        hspt_partial_add(c, first, npages, rp0);
+    } else {
+        known = hspt_partial_known(c, first, npages, rp0);
+    }
+    qemu_mutex_unlock(&hspt_lock);
+    return known;
+}
+
 void hspt_note_unmappable(CPUState *cpu, int mmu_idx, uint64_t va)
 {
     trace_hspt_fill_unmappable(cpu->cpu_index, mmu_idx, va);

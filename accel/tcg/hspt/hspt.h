@@ -121,6 +121,10 @@ void hspt_flush_asid_prepare(CPUState *cpu, uint8_t asid);
  */
 bool hspt_map_locked(CPUState *cpu, int mmu_idx, uint64_t va, void *host,
                      size_t npages, bool writable, int lg_page_size);
+bool hspt_whole_mapped_locked(CPUState *cpu, int mmu_idx, uint64_t page,
+                              void *host, bool writable, int lg_page_size);
+bool hspt_partial_block_locked(CPUState *cpu, int mmu_idx, uint64_t page,
+                               void *host, int lg_page_size, bool note);
 void hspt_unmap_page_locked(CPUState *cpu, int mmu_idx, uint64_t page);
 
 /*

@@ -230,22 +230,70 @@ static void test_whole_add_replaces(void)
     g_assert_false(hspt_whole_maps(&c, 0xc0000, 512, 0x40000, false));
 }
 
-static void test_whole_full_evicts_one(void)
+static void test_whole_many_blocks(void)
 {
     HsptWholeCache c = { .n = 0 };
     unsigned known = 0;
 
-    for (uint32_t i = 0; i <= HSPT_WHOLE_BLOCKS; i++) {
-        hspt_whole_add(&c, i * 512, 512, 0x40000 + i * 512, true);
+    /*
+     * A kernel linear map's worth of 2 MiB blocks: the latest is always
+     * known, most of the others too (collisions replace), and the count
+     * of entries matches what is known.
+     */
+    for (uint32_t i = 0; i < 256; i++) {
+        hspt_whole_add(&c, 0xc0000 + i * 512, 512, 0x40000 + i * 512, true);
+        g_assert_true(hspt_whole_maps(&c, 0xc0000 + i * 512, 512,
+                                      0x40000 + i * 512, true));
     }
-    g_assert_cmpuint(c.n, ==, HSPT_WHOLE_BLOCKS);
-    /* the newest is known; exactly one older block was forgotten */
-    g_assert_true(hspt_whole_maps(&c, HSPT_WHOLE_BLOCKS * 512, 512,
-                                  0x40000 + HSPT_WHOLE_BLOCKS * 512, true));
-    for (uint32_t i = 0; i <= HSPT_WHOLE_BLOCKS; i++) {
-        known += hspt_whole_maps(&c, i * 512, 512, 0x40000 + i * 512, true);
+    for (uint32_t i = 0; i < 256; i++) {
+        known += hspt_whole_maps(&c, 0xc0000 + i * 512, 512,
+                                 0x40000 + i * 512, true);
     }
-    g_assert_cmpuint(known, ==, HSPT_WHOLE_BLOCKS);
+    g_assert_cmpuint(known, ==, c.n);
+    g_assert_cmpuint(known, >=, 128);
+    /* a page of each block changes: nothing stays known */
+    for (uint32_t i = 0; i < 256; i++) {
+        hspt_whole_drop(&c, 0xc0000 + i * 512 + 77, 1);
+    }
+    g_assert_cmpuint(c.n, ==, 0);
+}
+
+/* Unaligned or odd-sized runs are not cached; sizes keep apart. */
+static void test_whole_aligned_only(void)
+{
+    HsptWholeCache c = { .n = 0 };
+
+    hspt_whole_add(&c, 0xc0100, 512, 0x40000, true);
+    hspt_whole_add(&c, 0xc0000, 300, 0x40000, true);
+    g_assert_cmpuint(c.n, ==, 0);
+    hspt_whole_add(&c, 0xc0000, 16, 0x40000, true);
+    g_assert_false(hspt_whole_maps(&c, 0xc0000, 512, 0x40000, true));
+    g_assert_true(hspt_whole_maps(&c, 0xc0000, 16, 0x40000, true));
+    /* a bigger block over it replaces it */
+    hspt_whole_add(&c, 0xc0000, 4096, 0x40000, false);
+    g_assert_false(hspt_whole_maps(&c, 0xc0000, 16, 0x40000, true));
+    g_assert_true(hspt_whole_maps(&c, 0xc0000, 4096, 0x40000, false));
+    hspt_whole_drop(&c, 0xc0fff, 1);
+    g_assert_cmpuint(c.n, ==, 0);
+}
+
+/* A block known to hold clean pages is trusted a bounded number of times. */
+static void test_partial_credit(void)
+{
+    HsptPartialCache c = { 0 };
+    unsigned hits = 0;
+
+    g_assert_false(hspt_partial_known(&c, 0xc1800, 512, 0x41800));
+    hspt_partial_add(&c, 0xc1800, 512, 0x41800);
+    /* another size, another RAM block: not this entry */
+    g_assert_false(hspt_partial_known(&c, 0xc1800, 256, 0x41800));
+    g_assert_false(hspt_partial_known(&c, 0xc1800, 512, 0x51800));
+    while (hspt_partial_known(&c, 0xc1800, 512, 0x41800)) {
+        hits++;
+    }
+    g_assert_cmpuint(hits, ==, HSPT_PARTIAL_CREDIT);
+    hspt_partial_add(&c, 0xc1800, 512, 0x41800);     /* checked again */
+    g_assert_true(hspt_partial_known(&c, 0xc1800, 512, 0x41800));
 }
 
 static void test_sparse_next(void)
@@ -405,7 +453,8 @@ int main(int argc, char **argv)
     g_test_add_func("/hspt/whole/drop-on-any-page",
                     test_whole_drop_on_any_page);
     g_test_add_func("/hspt/whole/add-replaces", test_whole_add_replaces);
-    g_test_add_func("/hspt/whole/full-evicts-one",
-                    test_whole_full_evicts_one);
+    g_test_add_func("/hspt/whole/many-blocks", test_whole_many_blocks);
+    g_test_add_func("/hspt/whole/aligned-only", test_whole_aligned_only);
+    g_test_add_func("/hspt/partial/credit", test_partial_credit);
     return g_test_run();
 }
