@@ -1028,26 +1028,35 @@ static bool hspt_slot_maps_cached(HsptSlot *slot, uint32_t va_pfn,
     return false;
 }
 
+/* A large guest page as the block caches know it. */
+typedef struct HsptBlockKey {
+    uint32_t first;             /* guest page number */
+    uint32_t npages;
+    uint32_t rp0;               /* its first RAM page, if contiguous */
+} HsptBlockKey;
+
 /*
- * The large guest page of LG_PAGE_SIZE around PAGE, whose host address is
- * HOST: its first guest page, its size in pages and the RAM page its first
- * page would be if it were contiguous RAM (a key for the caches below).
+ * The current space's slot for MMU_IDX and the key of the large guest page
+ * of LG_PAGE_SIZE around PAGE, whose host address is HOST; NULL if MMU_IDX
+ * has no slot or HOST is no RAM. Only the vCPU's thread changes its
+ * current space, so the slot stays put; its contents need hspt_lock.
  */
-static bool hspt_block_key(void *host, uint64_t page, int lg_page_size,
-                           uint32_t *first, uint32_t *npages, uint32_t *rp0)
+static HsptSlot *hspt_block_key(CPUState *cpu, int mmu_idx, uint64_t page,
+                                void *host, int lg_page_size, HsptBlockKey *k)
 {
     unsigned bits = qemu_target_page_bits();
+    int s = hspt_slot_of_idx[mmu_idx];
     uint32_t va_pfn = page >> bits;
     ram_addr_t offset;
     RAMBlock *rb = qemu_ram_block_from_host(host, false, &offset);
 
-    if (!rb) {
-        return false;
+    if (s < 0 || !rb) {
+        return NULL;
     }
-    *npages = 1u << (lg_page_size - bits);
-    *first = va_pfn & ~(*npages - 1);
-    *rp0 = ((rb->offset + offset) >> bits) - (va_pfn - *first);
-    return true;
+    k->npages = 1u << (lg_page_size - bits);
+    k->first = va_pfn & ~(k->npages - 1);
+    k->rp0 = ((rb->offset + offset) >> bits) - (va_pfn - k->first);
+    return &hspt_cpu(cpu)->cur->slot[s];
 }
 
 /*
@@ -1062,22 +1071,20 @@ static bool hspt_block_key(void *host, uint64_t page, int lg_page_size,
 bool hspt_whole_mapped_locked(CPUState *cpu, int mmu_idx, uint64_t page,
                               void *host, bool writable, int lg_page_size)
 {
-    int s = hspt_slot_of_idx[mmu_idx];
-    uint32_t first, npages, rp0;
-    HsptSlot *slot;
+    HsptBlockKey k;
+    HsptSlot *slot = hspt_block_key(cpu, mmu_idx, page, host, lg_page_size,
+                                    &k);
     bool hit;
 
-    if (s < 0 || !hspt_block_key(host, page, lg_page_size, &first, &npages,
-                                 &rp0)) {
+    if (!slot) {
         return false;
     }
     qemu_mutex_lock(&hspt_lock);
-    slot = &hspt_cpu(cpu)->cur->slot[s];
-    hit = hspt_whole_maps(&slot->whole, first, npages, rp0, writable);
+    hit = hspt_whole_maps(&slot->whole, k.first, k.npages, k.rp0, writable);
     if (hit) {
         qatomic_inc(&hspt_stats.refills_skipped);
         hspt_lp_add(&slot->lp, page, lg_page_size);
-        hspt_slot_add_block(slot, first, npages);
+        hspt_slot_add_block(slot, k.first, k.npages);
     }
     qemu_mutex_unlock(&hspt_lock);
     return hit;
@@ -1090,21 +1097,19 @@ bool hspt_whole_mapped_locked(CPUState *cpu, int mmu_idx, uint64_t page,
 bool hspt_partial_block_locked(CPUState *cpu, int mmu_idx, uint64_t page,
                                void *host, int lg_page_size, bool note)
 {
-    int s = hspt_slot_of_idx[mmu_idx];
-    uint32_t first, npages, rp0;
-    HsptPartialCache *c;
+    HsptBlockKey k;
+    HsptSlot *slot = hspt_block_key(cpu, mmu_idx, page, host, lg_page_size,
+                                    &k);
     bool known = false;
 
-    if (s < 0 || !hspt_block_key(host, page, lg_page_size, &first, &npages,
-                                 &rp0)) {
+    if (!slot) {
         return false;
     }
     qemu_mutex_lock(&hspt_lock);
-    c = &hspt_cpu(cpu)->cur->slot[s].partial;
     if (note) {
-        hspt_partial_add(c, first, npages, rp0);
+        hspt_partial_add(&slot->partial, k.first, k.npages, k.rp0);
     } else {
-        known = hspt_partial_known(c, first, npages, rp0);
+        known = hspt_partial_known(&slot->partial, k.first, k.npages, k.rp0);
     }
     qemu_mutex_unlock(&hspt_lock);
     return known;
