@@ -306,9 +306,8 @@ def stage_bare(t):
             hits = re.findall(r"^context switches: \d+, (\d+) to a space",
                               out, re.M)
             deferred = re.findall(r"^deferred: (\d+) page flushes", out, re.M)
-            shared = label == "hspt-spt=shared"
-            kept = shared or (hits and int(hits[0]) > 0)
-            kept = kept and (shared or (deferred and int(deferred[0]) > 0))
+            kept = label == "hspt-spt=shared" or (
+                hits and int(hits[0]) > 0 and deferred and int(deferred[0]) > 0)
             t.add(bool(fills) and int(fills[0]) > 0 and kept,
                   "bare: %s: shadow used (info hspt)" % name,
                   "fills=%s switch hits=%s deferred=%s, see build/check/%s"

@@ -56,12 +56,10 @@ static inline bool hspt_lp_covers(const HsptLargePages *lp, uint32_t va)
  * VA_PFN map RAM pages RP.. in order, all writable or all read-only. A
  * cache in front of the page-by-page check (512 pages per LPAE block); the
  * owner drops the entries of every page whose mapping changes.
- */
-/*
  * Direct-mapped by first page: after a TLBIALL the kernel's linear map
- * comes back as a hundred or more blocks, which a 16-entry list (up to
- * 0.5.3) cycled through without a hit. Blocks are aligned to their
- * power-of-two size, as guest large pages are; others are not cached.
+ * comes back as a hundred or more blocks, which the 16-entry list of 0.5.2
+ * cycled through without a hit. Blocks are aligned to their power-of-two
+ * size, as guest large pages are; others are not cached.
  */
 #define HSPT_WHOLE_BITS 8
 #define HSPT_WHOLE_BLOCKS (1u << HSPT_WHOLE_BITS)

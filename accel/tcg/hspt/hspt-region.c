@@ -296,6 +296,27 @@ static unsigned hspt_slot_runs_around(HsptSlot *slot, uint32_t va_pfn,
     return hspt_runs_around(slot->mapped, hspt_slot_pages(), va_pfn, npages);
 }
 
+/* The slot holds no mapping: its reservation is one VMA again. */
+static void hspt_slot_vmas_reset(HsptSlot *slot)
+{
+    qatomic_sub(&hspt_stats.vmas, slot->vmas);
+    slot->vmas = 0;
+}
+
+/*
+ * A range of the slot was reserved again (hspt_slot_forget_range()): it
+ * may have split a mapping, unless nothing is mapped any more.
+ */
+static void hspt_account_rereserved(HsptSlot *slot)
+{
+    if (slot->n_mapped) {
+        hspt_account_vmas(slot, 2);
+        hspt_clamp_vmas(slot);
+    } else {
+        hspt_slot_vmas_reset(slot);
+    }
+}
+
 /*
  * Whether the reservation, not a mapping, borders guest page PFN. Below
  * page 0 lies whatever precedes the slot: count it as a mapping.
@@ -324,13 +345,6 @@ static unsigned long hspt_slot_next_mapped(HsptSlot *slot, unsigned long pfn)
 {
     return hspt_find_next_sparse(slot->mapped, slot->mapped_summary,
                                  hspt_slot_pages(), pfn);
-}
-
-/* The slot holds no mapping: its reservation is one VMA again. */
-static void hspt_slot_vmas_reset(HsptSlot *slot)
-{
-    qatomic_sub(&hspt_stats.vmas, slot->vmas);
-    slot->vmas = 0;
 }
 
 static void hspt_slot_unmap_page(HsptSpace *sp, HsptSlot *slot,
@@ -643,12 +657,7 @@ static void hspt_block_revalidated(HsptCPU *hc, unsigned s, uint32_t va_pfn,
     hspt_reserve_or_die(base + ((uint64_t)va_pfn << bits),
                         (size_t)npages << bits);
     hspt_slot_forget_range(sp, slot, va_pfn, npages);
-    if (slot->n_mapped) {
-        hspt_account_vmas(slot, 2);
-        hspt_clamp_vmas(slot);
-    } else {
-        hspt_slot_vmas_reset(slot);
-    }
+    hspt_account_rereserved(slot);
     qatomic_inc(&hspt_stats.revalidate_unmaps);
     qemu_mutex_unlock(&hspt_lock);
 }
@@ -1060,59 +1069,58 @@ static HsptSlot *hspt_block_key(CPUState *cpu, int mmu_idx, uint64_t page,
 }
 
 /*
- * True if the large guest page of LG_PAGE_SIZE around PAGE (at HOST) is
- * mapped whole already, with the rights WRITABLE, as the whole-block cache
- * remembers: then a fill need not check the block again (address space,
- * contiguity, 512 pages' dirty bits). A cache entry is added only for a
- * block that passed those checks, and goes when any page of it changes
- * (unmap, write protection of a page cleaned for code or dirty logging)
- * or the slot is flushed (memory map changes, watchpoints, TLBIs in it).
+ * What the block caches know of the large guest page of LG_PAGE_SIZE
+ * around PAGE (at HOST), so that a fill need not check the block again
+ * (address space, contiguity, 512 pages' dirty bits):
+ * - HSPT_BLOCK_MAPPED: it is mapped whole with the rights WRITABLE (then
+ *   it is recorded as a block again, as hspt_map_locked() does). A
+ *   whole-block entry is added only for a block that passed those checks,
+ *   and goes when any page of it changes (unmap, write protection of a
+ *   page cleaned for code or dirty logging) or the slot is flushed
+ *   (memory map changes, watchpoints, TLBIs in it).
+ * - HSPT_BLOCK_PARTLY_CLEAN: a WRITABLE fill found clean pages in it
+ *   lately (see HsptPartialCache): map the page alone.
  */
-bool hspt_whole_mapped_locked(CPUState *cpu, int mmu_idx, uint64_t page,
-                              void *host, bool writable, int lg_page_size)
+HsptBlockKnown hspt_block_known_locked(CPUState *cpu, int mmu_idx,
+                                       uint64_t page, void *host,
+                                       bool writable, int lg_page_size)
 {
     HsptBlockKey k;
     HsptSlot *slot = hspt_block_key(cpu, mmu_idx, page, host, lg_page_size,
                                     &k);
-    bool hit;
+    HsptBlockKnown known = HSPT_BLOCK_UNKNOWN;
 
     if (!slot) {
-        return false;
+        return known;
     }
     qemu_mutex_lock(&hspt_lock);
-    hit = hspt_whole_maps(&slot->whole, k.first, k.npages, k.rp0, writable);
-    if (hit) {
+    if (writable &&
+        hspt_partial_known(&slot->partial, k.first, k.npages, k.rp0)) {
+        known = HSPT_BLOCK_PARTLY_CLEAN;
+    } else if (hspt_whole_maps(&slot->whole, k.first, k.npages, k.rp0,
+                               writable)) {
         qatomic_inc(&hspt_stats.refills_skipped);
         hspt_lp_add(&slot->lp, page, lg_page_size);
         hspt_slot_add_block(slot, k.first, k.npages);
+        known = HSPT_BLOCK_MAPPED;
     }
     qemu_mutex_unlock(&hspt_lock);
-    return hit;
+    return known;
 }
 
-/*
- * With NOTE, remember that the large guest page around PAGE holds pages
- * that are not dirty for every client; without, whether that is known.
- */
-bool hspt_partial_block_locked(CPUState *cpu, int mmu_idx, uint64_t page,
-                               void *host, int lg_page_size, bool note)
+/* A WRITABLE fill found clean pages in the large guest page around PAGE. */
+void hspt_note_partly_clean_locked(CPUState *cpu, int mmu_idx, uint64_t page,
+                                   void *host, int lg_page_size)
 {
     HsptBlockKey k;
     HsptSlot *slot = hspt_block_key(cpu, mmu_idx, page, host, lg_page_size,
                                     &k);
-    bool known = false;
 
-    if (!slot) {
-        return false;
-    }
-    qemu_mutex_lock(&hspt_lock);
-    if (note) {
+    if (slot) {
+        qemu_mutex_lock(&hspt_lock);
         hspt_partial_add(&slot->partial, k.first, k.npages, k.rp0);
-    } else {
-        known = hspt_partial_known(&slot->partial, k.first, k.npages, k.rp0);
+        qemu_mutex_unlock(&hspt_lock);
     }
-    qemu_mutex_unlock(&hspt_lock);
-    return known;
 }
 
 void hspt_note_unmappable(CPUState *cpu, int mmu_idx, uint64_t va)
@@ -1221,12 +1229,7 @@ bool hspt_map_locked(CPUState *cpu, int mmu_idx, uint64_t va, void *host,
         qatomic_inc(&hspt_stats.mmap_errors);
         hspt_reserve_or_die(addr, npages * psize);
         hspt_slot_forget_range(sp, slot, va_pfn, npages);
-        if (slot->n_mapped) {
-            hspt_account_vmas(slot, 2);
-            hspt_clamp_vmas(slot);
-        } else {
-            hspt_slot_vmas_reset(slot);
-        }
+        hspt_account_rereserved(slot);
         goto out;
     }
     runs = hspt_slot_runs_around(slot, va_pfn, npages);

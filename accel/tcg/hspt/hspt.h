@@ -121,10 +121,17 @@ void hspt_flush_asid_prepare(CPUState *cpu, uint8_t asid);
  */
 bool hspt_map_locked(CPUState *cpu, int mmu_idx, uint64_t va, void *host,
                      size_t npages, bool writable, int lg_page_size);
-bool hspt_whole_mapped_locked(CPUState *cpu, int mmu_idx, uint64_t page,
-                              void *host, bool writable, int lg_page_size);
-bool hspt_partial_block_locked(CPUState *cpu, int mmu_idx, uint64_t page,
-                               void *host, int lg_page_size, bool note);
+/* What the block caches know of a large guest page (hspt-region.c). */
+typedef enum HsptBlockKnown {
+    HSPT_BLOCK_UNKNOWN,
+    HSPT_BLOCK_MAPPED,          /* mapped whole with the rights asked for */
+    HSPT_BLOCK_PARTLY_CLEAN,    /* holds clean pages: map a page alone */
+} HsptBlockKnown;
+HsptBlockKnown hspt_block_known_locked(CPUState *cpu, int mmu_idx,
+                                       uint64_t page, void *host,
+                                       bool writable, int lg_page_size);
+void hspt_note_partly_clean_locked(CPUState *cpu, int mmu_idx, uint64_t page,
+                                   void *host, int lg_page_size);
 void hspt_unmap_page_locked(CPUState *cpu, int mmu_idx, uint64_t page);
 
 /*
