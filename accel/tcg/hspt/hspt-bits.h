@@ -284,6 +284,42 @@ static inline unsigned hspt_runs_around(const unsigned long *map,
 }
 
 /*
+ * Sort the N page keys of V (any packing in which adjacent pages have
+ * adjacent keys) and drop duplicates; returns how many remain.
+ */
+static inline int hspt_key_cmp(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+    return x < y ? -1 : x > y;
+}
+
+static inline unsigned hspt_sort_unique(uint32_t *v, unsigned n)
+{
+    unsigned k = 0;
+
+    qsort(v, n, sizeof(*v), hspt_key_cmp);
+    for (unsigned i = 0; i < n; i++) {
+        if (k == 0 || v[i] != v[k - 1]) {
+            v[k++] = v[i];
+        }
+    }
+    return k;
+}
+
+/* How many keys from V[I] on (sorted, unique) are consecutive. */
+static inline unsigned hspt_run_length(const uint32_t *v, unsigned n,
+                                       unsigned i)
+{
+    unsigned len = 1;
+
+    while (i + len < n && v[i + len] == v[i] + len) {
+        len++;
+    }
+    return len;
+}
+
+/*
  * A run of guest pages: a large page mapped whole (one mmap) since the last
  * slot flush, or a unit of revalidation (one page, or such a block).
  */

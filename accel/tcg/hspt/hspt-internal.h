@@ -88,6 +88,9 @@ typedef struct HsptCPU {
     HsptRevalidate *reval;      /* HSPT_REVALIDATE_MAX entries */
     unsigned n_reval;
     HsptRevalidate *reval_work; /* the batch being looked up */
+    /* its pages whose lookup failed, packed as deferred[] entries */
+    uint32_t *reval_failed;
+    unsigned n_reval_failed;
     bool revalidating;
     HsptBlock *units;           /* scratch for hspt_slot_flush_or_queue() */
     bool guest_tlbi_all;        /* see hspt_flush_all_prepare() */

@@ -217,6 +217,7 @@ void hspt_cpu_init(CPUState *cpu)
     hspt_space_alloc(hc->cur);
     hc->reval = g_new(HsptRevalidate, HSPT_REVALIDATE_MAX);
     hc->reval_work = g_new(HsptRevalidate, HSPT_REVALIDATE_MAX);
+    hc->reval_failed = g_new(uint32_t, HSPT_REVALIDATE_MAX);
     hc->units = g_new(HsptBlock, HSPT_REVALIDATE_MAX);
 }
 
@@ -238,6 +239,7 @@ void hspt_cpu_destroy(CPUState *cpu)
     g_free(hc->spaces);
     g_free(hc->reval);
     g_free(hc->reval_work);
+    g_free(hc->reval_failed);
     g_free(hc->units);
     munmap(hc->base, hc->size);
     memset(hc, 0, sizeof(*hc));
@@ -696,14 +698,60 @@ const HsptRevalidate *hspt_take_revalidations(CPUState *cpu, unsigned *n)
     return hc->reval_work;
 }
 
+/*
+ * Unmap the pages of the current space whose lookup failed in the batch,
+ * one call per run of adjacent pages: what a TLBIALL at a process's exit
+ * leaves behind comes in runs (stack, heap, data), and each call costs as
+ * much as one for a single page.
+ */
+static void hspt_unmap_failed_lookups(HsptCPU *hc)
+{
+    HsptSpace *sp = hc->cur;
+    unsigned bits = qemu_target_page_bits();
+    unsigned n = hspt_sort_unique(hc->reval_failed, hc->n_reval_failed);
+
+    hc->n_reval_failed = 0;
+    qemu_mutex_lock(&hspt_lock);
+    for (unsigned i = 0, len; i < n; i += len) {
+        uint32_t va_pfn = hc->reval_failed[i] &
+                          ((1u << HSPT_DEFERRED_SLOT_SHIFT) - 1);
+        unsigned s = hc->reval_failed[i] >> HSPT_DEFERRED_SLOT_SHIFT;
+        HsptSlot *slot = &sp->slot[s];
+        uint8_t *base = hspt_slot_base(sp, s);
+        uint32_t before = slot->n_mapped;
+
+        len = hspt_run_length(hc->reval_failed, n, i);
+        if (find_next_bit(slot->mapped, va_pfn + len, va_pfn) >=
+            va_pfn + len) {
+            continue;           /* the slot was flushed meanwhile */
+        }
+        if (len == 1) {
+            hspt_slot_unmap_page(sp, slot, base, va_pfn);  /* exact VMAs */
+            qatomic_inc(&hspt_stats.revalidate_unmaps);
+            continue;
+        }
+        hspt_reserve_or_die(base + ((uint64_t)va_pfn << bits),
+                            (size_t)len << bits);
+        hspt_slot_forget_range(sp, slot, va_pfn, len);
+        hspt_account_rereserved(slot);
+        qatomic_add(&hspt_stats.page_flushes, before - slot->n_mapped);
+        qatomic_add(&hspt_stats.revalidate_unmaps, before - slot->n_mapped);
+    }
+    qemu_mutex_unlock(&hspt_lock);
+}
+
 void hspt_revalidations_done(CPUState *cpu)
 {
-    hspt_cpu(cpu)->revalidating = false;
+    HsptCPU *hc = hspt_cpu(cpu);
+
+    hspt_unmap_failed_lookups(hc);
+    hc->revalidating = false;
 }
 
 /*
  * A queued page after its fresh lookup: KEEP if the lookup refilled it (or
- * found it unchanged), else it goes now.
+ * found it unchanged), else it goes when the batch is done (a large page
+ * mapped whole goes now).
  */
 void hspt_revalidated(CPUState *cpu, const HsptRevalidate *r, bool keep)
 {
@@ -726,14 +774,14 @@ void hspt_revalidated(CPUState *cpu, const HsptRevalidate *r, bool keep)
     if (keep) {
         return;
     }
+    /* No guest code runs before hspt_revalidations_done() unmaps it. */
     qemu_mutex_lock(&hspt_lock);
     if (test_bit(va_pfn, slot->mapped)) {
-        hspt_slot_unmap_page(hc->cur, slot, hspt_slot_base(hc->cur, s),
-                             va_pfn);
         if (r->page_flush) {
             hspt_count_page_flush(hc->cur, slot, va_pfn);
         }
-        qatomic_inc(&hspt_stats.revalidate_unmaps);
+        hc->reval_failed[hc->n_reval_failed++] =
+            va_pfn | s << HSPT_DEFERRED_SLOT_SHIFT;
     }
     qemu_mutex_unlock(&hspt_lock);
 }

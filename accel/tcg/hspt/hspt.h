@@ -169,8 +169,12 @@ void hspt_flush_all_prepare(CPUState *cpu);
  * processed further up the stack.
  */
 const HsptRevalidate *hspt_take_revalidations(CPUState *cpu, unsigned *n);
-void hspt_revalidations_done(CPUState *cpu);
+/*
+ * Entry R of the batch was looked up: KEEP if it was refilled or found
+ * unchanged; else it is unmapped when the batch is done.
+ */
 void hspt_revalidated(CPUState *cpu, const HsptRevalidate *r, bool keep);
+void hspt_revalidations_done(CPUState *cpu);
 /* Flush MMU_IDX's region of the current space instead of revalidating. */
 void hspt_revalidate_give_up(CPUState *cpu, int mmu_idx);
 /* A slow-path access whose page cannot be shadow-mapped (counted). */

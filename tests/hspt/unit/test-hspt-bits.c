@@ -425,6 +425,32 @@ static void test_runs_delta(void)
     g_free(map);
 }
 
+/*
+ * Failed lookups are unmapped per run: keys sorted, duplicates gone, runs
+ * split at gaps and at slot boundaries.
+ */
+static void test_sort_unique_runs(void)
+{
+    uint32_t v[] = { 9, 3, 4, 5 | 1u << 28, 8, 4, 10, 3, 4 | 1u << 28, 2 };
+    unsigned n = hspt_sort_unique(v, ARRAY_SIZE(v));
+    static const uint32_t want[] = { 2, 3, 4, 8, 9, 10, 4 | 1u << 28,
+                                     5 | 1u << 28 };
+    unsigned runs[4], nruns = 0;
+
+    g_assert_cmpuint(n, ==, ARRAY_SIZE(want));
+    for (unsigned i = 0; i < n; i++) {
+        g_assert_cmphex(v[i], ==, want[i]);
+    }
+    for (unsigned i = 0; i < n; i += runs[nruns++]) {
+        runs[nruns] = hspt_run_length(v, n, i);
+    }
+    g_assert_cmpuint(nruns, ==, 3);
+    g_assert_cmpuint(runs[0], ==, 3);
+    g_assert_cmpuint(runs[1], ==, 3);
+    g_assert_cmpuint(runs[2], ==, 2);
+    g_assert_cmpuint(hspt_sort_unique(v, 0), ==, 0);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -448,6 +474,7 @@ int main(int argc, char **argv)
     g_test_add_func("/hspt/sparse/next", test_sparse_next);
     g_test_add_func("/hspt/sparse/zero", test_sparse_zero);
     g_test_add_func("/hspt/runs/delta", test_runs_delta);
+    g_test_add_func("/hspt/runs/sorted-keys", test_sort_unique_runs);
     g_test_add_func("/hspt/units/with-summary", test_units_with_summary);
     g_test_add_func("/hspt/whole/exact-match", test_whole_exact_match);
     g_test_add_func("/hspt/whole/drop-on-any-page",
