@@ -28,6 +28,8 @@ typedef struct HsptSlot {
     /* word W of mapped may be nonzero (see hspt_find_next_sparse()) */
     unsigned long *mapped_summary;
     unsigned long *writable;    /* ... and it is PROT_WRITE */
+    /* ... and its guest translation is global (nG clear; see TLBIASID) */
+    unsigned long *global;
     uint32_t *ram_pfn;          /* RAM page behind each mapped guest page */
     /* page flushes that hit each guest page, see hspt_flush_count() */
     uint8_t *page_flushes;
@@ -120,6 +122,7 @@ typedef struct HsptStats {
     uint64_t switch_hits;
     uint64_t reassigns;
     uint64_t asid_flushes;
+    uint64_t asid_kept_global;
     uint64_t softmmu_tbs;
     uint64_t refills_skipped;
     uint64_t revalidated;

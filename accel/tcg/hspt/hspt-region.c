@@ -158,6 +158,7 @@ static void hspt_space_alloc(HsptSpace *sp)
         slot->mapped = bitmap_new(npages);
         slot->mapped_summary = bitmap_new(BITS_TO_LONGS(npages));
         slot->writable = bitmap_new(npages);
+        slot->global = bitmap_new(npages);
     }
 }
 
@@ -173,6 +174,7 @@ static void hspt_space_free(HsptSpace *sp)
         g_free(slot->mapped);
         g_free(slot->mapped_summary);
         g_free(slot->writable);
+        g_free(slot->global);
     }
 }
 
@@ -551,6 +553,69 @@ static void hspt_space_flush(HsptSpace *sp)
 }
 
 /*
+ * Unmap the pages of slot S of SP whose guest translation is tied to an
+ * ASID (a TLBIASID of SP's ASID, or SP given to another context); global
+ * pages stay, as they do in a TLB. Returns how many stay.
+ */
+static uint32_t hspt_slot_drop_not_global(HsptSpace *sp, unsigned s)
+{
+    HsptSlot *slot = &sp->slot[s];
+    uint8_t *base = hspt_slot_base(sp, s);
+    unsigned bits = qemu_target_page_bits();
+    size_t npages = hspt_slot_pages();
+    uint32_t kept = 0;
+    unsigned long pfn, end;
+
+    for (pfn = hspt_slot_next_mapped(slot, 0); pfn < npages;
+         pfn = hspt_slot_next_mapped(slot, pfn + 1)) {
+        if (test_bit(pfn, slot->global)) {
+            kept++;
+        } else if (hspt_lp_covers(&slot->lp, pfn << bits)) {
+            /* Maybe part of a large page mapped whole: not worth it. */
+            kept = 0;
+            break;
+        }
+    }
+    if (kept == 0) {
+        hspt_slot_flush(sp, s);
+        return 0;
+    }
+    for (pfn = hspt_slot_next_mapped(slot, 0); pfn < npages;
+         pfn = hspt_slot_next_mapped(slot, end)) {
+        uint32_t before = slot->n_mapped;
+
+        end = pfn + 1;
+        if (test_bit(pfn, slot->global)) {
+            continue;
+        }
+        while (end < npages && test_bit(end, slot->mapped) &&
+               !test_bit(end, slot->global)) {
+            end++;
+        }
+        if (end - pfn == 1) {
+            hspt_slot_unmap_page(sp, slot, base, pfn);
+            continue;
+        }
+        hspt_reserve_or_die(base + ((uint64_t)pfn << bits),
+                            (size_t)(end - pfn) << bits);
+        hspt_slot_forget_range(sp, slot, pfn, end - pfn);
+        hspt_account_rereserved(slot);
+        qatomic_add(&hspt_stats.page_flushes, before - slot->n_mapped);
+    }
+    return kept;
+}
+
+static uint32_t hspt_space_drop_not_global(HsptSpace *sp)
+{
+    uint32_t kept = 0;
+
+    for (unsigned s = 0; s < hspt_nslots; s++) {
+        kept += hspt_slot_drop_not_global(sp, s);
+    }
+    return kept;
+}
+
+/*
  * A page flush of SP while another space is current: no generated code
  * reaches SP before it becomes current again, and then the page is looked
  * up afresh (hspt_queue_deferred()), as after a guest TLBIALL. Most such
@@ -799,24 +864,32 @@ void hspt_flush_asid_prepare(CPUState *cpu, uint8_t asid)
  * The full flush that carries pending TLBIASIDs (QEMU may run it later, at
  * the end of the TB for the IS forms: doing the selective flush here, not
  * earlier, also drops what was refilled from the stale softmmu TLB in
- * between). Spaces of other ASIDs keep their pages.
+ * between). Spaces of other ASIDs keep their pages, and the spaces of a
+ * flushed ASID their global ones (TLBIASID does not touch those).
  */
 static bool hspt_flush_pending_asids(HsptCPU *hc)
 {
+    uint32_t kept = 0;
+
     if (find_first_bit(hc->pending_asids, 256) >= 256) {
         return false;
     }
     for (unsigned i = 0; i < hspt_nspaces; i++) {
         HsptSpace *sp = &hc->spaces[i];
 
-        if (sp->n_mapped &&
-            (!sp->keyed || test_bit(sp->key.v[1] & 0xff, hc->pending_asids))) {
+        if (!sp->n_mapped) {
+            continue;
+        }
+        if (!sp->keyed) {
             hspt_space_flush(sp);
+        } else if (test_bit(sp->key.v[1] & 0xff, hc->pending_asids)) {
+            kept += hspt_space_drop_not_global(sp);
         }
     }
     bitmap_zero(hc->pending_asids, 256);
     trace_hspt_flush_asids(hc - hspt_cpus);
     qatomic_inc(&hspt_stats.asid_flushes);
+    qatomic_add(&hspt_stats.asid_kept_global, kept);
     return true;
 }
 
@@ -1177,8 +1250,20 @@ void hspt_note_unmappable(CPUState *cpu, int mmu_idx, uint64_t va)
     qatomic_inc(&hspt_stats.unmappable);
 }
 
+/* The global bits only mean something for mapped pages. */
+static void hspt_slot_set_global(HsptSlot *slot, uint32_t va_pfn,
+                                 size_t npages, bool global)
+{
+    if (global) {
+        bitmap_set(slot->global, va_pfn, npages);
+    } else {
+        bitmap_clear(slot->global, va_pfn, npages);
+    }
+}
+
 bool hspt_map_locked(CPUState *cpu, int mmu_idx, uint64_t va, void *host,
-                     size_t npages, bool writable, int lg_page_size)
+                     size_t npages, bool writable, bool global,
+                     int lg_page_size)
 {
     size_t psize = qemu_target_page_size();
     unsigned bits = qemu_target_page_bits();
@@ -1223,6 +1308,7 @@ bool hspt_map_locked(CPUState *cpu, int mmu_idx, uint64_t va, void *host,
      */
     if (hspt_slot_maps_cached(slot, va_pfn, rp, npages, writable)) {
         qatomic_inc(&hspt_stats.refills_skipped);
+        hspt_slot_set_global(slot, va_pfn, npages, global);
         if (lg_page_size > bits) {
             hspt_lp_add(&slot->lp, va, lg_page_size);
         }
@@ -1300,6 +1386,7 @@ bool hspt_map_locked(CPUState *cpu, int mmu_idx, uint64_t va, void *host,
             clear_bit(va_pfn + i, slot->writable);
         }
     }
+    hspt_slot_set_global(slot, va_pfn, npages, global);
     slot->n_runs += hspt_slot_runs_around(slot, va_pfn, npages) - runs;
     hspt_clamp_vmas(slot);
     if (lg_page_size > bits) {
@@ -1373,9 +1460,11 @@ void hspt_context_switch(CPUState *cpu, const HsptContextKey *key,
         hspt_space_alloc(next);
         if (next->n_mapped) {
             /*
-             * Another context's pages: revalidated under the new one below
-             * (global kernel pages stay), or dropped if it cannot be walked.
+             * Another context's pages: those of its ASID go now, global
+             * ones are revalidated under the new context below (or dropped
+             * if it cannot be walked).
              */
+            hspt_space_drop_not_global(next);
             next->stale = true;
             qatomic_inc(&hspt_stats.reassigns);
             reassigned = true;
@@ -1570,9 +1659,10 @@ void hspt_format_info(GString *buf)
         STAT(unmappable), STAT(softmmu_tbs));
     g_string_append_printf(buf,
         "flushes: %" PRIu64 " pages, %" PRIu64 " regions, %" PRIu64
-        " by ASID, %" PRIu64 " evictions for the VMA budget\n",
+        " by ASID (%" PRIu64 " global pages kept), %" PRIu64
+        " evictions for the VMA budget\n",
         STAT(page_flushes), STAT(region_flushes), STAT(asid_flushes),
-        STAT(evictions));
+        STAT(asid_kept_global), STAT(evictions));
     g_string_append_printf(buf,
         "revalidated: %" PRIu64 " pages or large pages looked up again "
         "instead of dropped, %" PRIu64 " of them unmapped\n",

@@ -111,7 +111,8 @@ void hspt_context_switch(CPUState *cpu, const HsptContextKey *key,
 
 /*
  * Guest TLBIASID(IS) of ASID: QEMU's flush of its untagged TLB that follows
- * drops only the shadow spaces of that ASID (and of unknown contexts).
+ * drops only the non-global pages of the spaces of that ASID (and all of
+ * the spaces of unknown contexts).
  */
 void hspt_flush_asid_prepare(CPUState *cpu, uint8_t asid);
 
@@ -120,7 +121,8 @@ void hspt_flush_asid_prepare(CPUState *cpu, uint8_t asid);
  * lock nests inside it). Invalidations act on every space of the vCPU.
  */
 bool hspt_map_locked(CPUState *cpu, int mmu_idx, uint64_t va, void *host,
-                     size_t npages, bool writable, int lg_page_size);
+                     size_t npages, bool writable, bool global,
+                     int lg_page_size);
 /* What the block caches know of a large guest page (hspt-region.c). */
 typedef enum HsptBlockKnown {
     HSPT_BLOCK_UNKNOWN,
