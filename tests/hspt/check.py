@@ -396,6 +396,7 @@ def stage_guest(t, jobs):
         for cfg, res in pool.map(one, configs):
             check_boot(t, cfg[0], res, cfg[3], exp)
     check_fault_ahead(t)
+    check_sites_return(t)
     check_vma_estimate(t)
 
 
@@ -421,6 +422,27 @@ def check_fault_ahead(t):
     t.add(res.ok and buffer_pages > 0 and ahead >= buffer_pages,
           "guest: lpae-6.1 hspt: seqrw's fresh pages are fetched ahead",
           "fault-ahead %d pages, want >= %d; see %s" % (ahead, buffer_pages, log))
+
+
+def check_sites_return(t):
+    """Softmmu-only blocks whose pages are shadow-mapped get the direct
+    path back.
+
+    In shpipe each new busybox process faults into the guest on its first
+    touches, so blocks shared by all of them (strcmp in sort) go to
+    softmmu; their later slow-path lookups find the pages mapped and must
+    bring some of them back.
+    """
+    log = os.path.join(LOGDIR, "guest-sites-return.log")
+    with open(log, "w") as f:
+        res = hsptguest.boot("lpae-6.1", ["shpipe"], log=f,
+                             extra_args=["-accel", "tcg,hspt=on"],
+                             env={"QEMU_HSPT_STATS": "1"})
+    m = re.search(r"without the direct path, (\d+) back on it", res.console)
+    back = int(m.group(1)) if m else 0
+    t.add(res.ok and back > 0,
+          "guest: lpae-6.1 hspt: softmmu-only blocks return to the direct "
+          "path", "%d blocks back on it; see %s" % (back, log))
 
 
 def hmp_command(sock, cmd):

@@ -124,6 +124,7 @@ typedef struct HsptStats {
     uint64_t asid_flushes;
     uint64_t asid_kept_global;
     uint64_t softmmu_tbs;
+    uint64_t direct_tbs;
     uint64_t refills_skipped;
     uint64_t revalidated;
     uint64_t revalidate_unmaps;

@@ -1254,9 +1254,9 @@ static void hspt_slot_set_global(HsptSlot *slot, uint32_t va_pfn,
     }
 }
 
-bool hspt_map_locked(CPUState *cpu, int mmu_idx, uint64_t va, void *host,
-                     size_t npages, bool writable, bool global,
-                     int lg_page_size)
+HsptMapResult hspt_map_locked(CPUState *cpu, int mmu_idx, uint64_t va,
+                              void *host, size_t npages, bool writable,
+                              bool global, int lg_page_size)
 {
     size_t psize = qemu_target_page_size();
     unsigned bits = qemu_target_page_bits();
@@ -1269,19 +1269,20 @@ bool hspt_map_locked(CPUState *cpu, int mmu_idx, uint64_t va, void *host,
     uint8_t *addr;
     uint32_t rp;
     RAMBlock *rb;
-    bool ok = false, failed;
+    HsptMapResult ret = HSPT_MAP_REFUSED;
+    bool failed;
     unsigned vmas = 2, runs;
     int prot = PROT_READ | (writable ? PROT_WRITE : 0);
 
     if (s < 0) {
-        return false;
+        return HSPT_MAP_REFUSED;
     }
     rb = qemu_ram_block_from_host(host, false, &offset);
     if (!rb || rb->fd < 0 || !qemu_ram_is_shared(rb) ||
         rb->page_size != qemu_real_host_page_size() ||
         offset + npages * psize > rb->used_length ||
         ((rb->offset + offset) >> bits) + npages > UINT32_MAX) {
-        return false;
+        return HSPT_MAP_REFUSED;
     }
     rp = (rb->offset + offset) >> bits;
 
@@ -1308,7 +1309,7 @@ bool hspt_map_locked(CPUState *cpu, int mmu_idx, uint64_t va, void *host,
         if (npages > 1) {
             hspt_slot_add_block(slot, va_pfn, npages);
         }
-        ok = true;
+        ret = HSPT_MAP_ALREADY;
         goto out;
     }
 
@@ -1391,10 +1392,10 @@ bool hspt_map_locked(CPUState *cpu, int mmu_idx, uint64_t va, void *host,
     }
     trace_hspt_fill(cpu->cpu_index, mmu_idx, va, npages, writable);
     qatomic_inc(npages > 1 ? &hspt_stats.large_fills : &hspt_stats.fills);
-    ok = true;
+    ret = HSPT_MAP_DONE;
 out:
     qemu_mutex_unlock(&hspt_lock);
-    return ok;
+    return ret;
 }
 
 bool hspt_context_flush_begin(CPUState *cpu)
@@ -1649,8 +1650,9 @@ void hspt_format_info(GString *buf)
     g_string_append_printf(buf,
         "left on softmmu: %" PRIu64 " redirected accesses not mappable "
         "(MMIO, watchpoints, code or dirty-tracked pages), %" PRIu64
-        " translation blocks retranslated without the direct path\n",
-        STAT(unmappable), STAT(softmmu_tbs));
+        " translation blocks retranslated without the direct path, %"
+        PRIu64 " back on it\n",
+        STAT(unmappable), STAT(softmmu_tbs), STAT(direct_tbs));
     g_string_append_printf(buf,
         "flushes: %" PRIu64 " pages, %" PRIu64 " regions, %" PRIu64
         " by ASID (%" PRIu64 " global pages kept), %" PRIu64

@@ -7,6 +7,13 @@
  * retranslated with the ordinary softmmu fast path for all its accesses,
  * so a device driver's polling loop stops paying a signal per access.
  *
+ * Code that only faulted for a while (first touches of fresh memory in
+ * each new process) would stay on softmmu for good and pay a softmmu
+ * refill after every context switch. Slow-path lookups of a softmmu-only
+ * block that find their page already shadow-mapped show that the direct
+ * path would have served them: after enough of them the block returns to
+ * it, and must earn its next return twice over.
+ *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
 
@@ -14,6 +21,7 @@
 #include "qemu/atomic.h"
 #include "qemu/thread.h"
 #include "exec/translation-block.h"
+#include "tcg/tcg.h"
 #include "hspt.h"
 #include "hspt-internal.h"
 #include "trace.h"
@@ -22,20 +30,44 @@
 void tb_phys_invalidate(TranslationBlock *tb, tb_page_addr_t page_addr);
 
 #define HSPT_SITE_MISS_LIMIT 16
+/* One found-mapped lookup in this many is traced back to its TB. */
+#define HSPT_SITE_SAMPLE 16
+/* Sampled found-mapped lookups before the first return to direct. */
+#define HSPT_SITE_RETURN_CREDIT 64
+/* Each return doubles the credit needed for the next, up to this often. */
+#define HSPT_SITE_RETURNS_MAX 8
 
-/* Physical PC of a TB -> misses; and the set retranslated on softmmu. */
-static GHashTable *hspt_site_misses;
-static GHashTable *hspt_softmmu_tbs;
+/* A translation block's start, by physical PC. */
+typedef struct HsptSite {
+    unsigned misses;    /* since the site last changed paths */
+    unsigned credit;    /* sampled found-mapped lookups while softmmu-only */
+    unsigned returns;   /* times it went back to the direct path */
+    bool softmmu;       /* blocks starting here use the softmmu path */
+} HsptSite;
+
+/* Physical PC of a TB -> HsptSite. */
+static GHashTable *hspt_sites;
 static QemuMutex hspt_sites_lock;
-/* Bumped when hspt_softmmu_tbs grows, to drop per-thread caches. */
+/* Bumped when a site changes paths, to drop per-thread caches. */
 static unsigned hspt_sites_gen;
 
 void hspt_sites_init(void)
 {
     qemu_mutex_init(&hspt_sites_lock);
-    hspt_site_misses = g_hash_table_new(g_int64_hash, g_int64_equal);
-    hspt_softmmu_tbs = g_hash_table_new_full(g_int64_hash, g_int64_equal,
-                                             g_free, NULL);
+    hspt_sites = g_hash_table_new_full(g_int64_hash, g_int64_equal, g_free,
+                                       g_free);
+}
+
+/* The site of KEY, created if need be; with hspt_sites_lock held. */
+static HsptSite *hspt_site_get(int64_t key)
+{
+    HsptSite *site = g_hash_table_lookup(hspt_sites, &key);
+
+    if (!site) {
+        site = g_new0(HsptSite, 1);
+        g_hash_table_insert(hspt_sites, g_memdup2(&key, sizeof(key)), site);
+    }
+    return site;
 }
 
 /*
@@ -48,38 +80,68 @@ void hspt_sites_init(void)
 void hspt_site_miss(const TranslationBlock *tb, bool lasting)
 {
     int64_t key = tb->page_addr[0];
-    gpointer n;
+    HsptSite *site;
 
     if (key == -1) {
         return;
     }
     qemu_mutex_lock(&hspt_sites_lock);
-    n = g_hash_table_lookup(hspt_site_misses, &key);
-    if (!n && !lasting) {
-        int64_t *k = g_new(int64_t, 1);
-
-        *k = key;
-        g_hash_table_insert(hspt_site_misses, k, GUINT_TO_POINTER(1));
-    } else if (!lasting && GPOINTER_TO_UINT(n) + 1 < HSPT_SITE_MISS_LIMIT) {
-        /* insert, not replace: keeps the stored key, not &key */
-        g_hash_table_insert(hspt_site_misses, &key,
-                            GUINT_TO_POINTER(GPOINTER_TO_UINT(n) + 1));
-    } else {
-        /*
-         * Also when the key is already in the set: TBs for the same code
-         * with other CPU flags were translated before and fault alike.
-         */
-        if (!g_hash_table_contains(hspt_softmmu_tbs, &key)) {
-            trace_hspt_site_softmmu(key);
-            g_hash_table_add(hspt_softmmu_tbs, g_memdup2(&key, sizeof(key)));
-            qatomic_inc(&hspt_sites_gen);
-        }
-        qatomic_inc(&hspt_stats.softmmu_tbs);
+    site = hspt_site_get(key);
+    /*
+     * Also when the site is softmmu-only already: TBs for the same code
+     * with other CPU flags were translated before and fault alike.
+     */
+    if (!site->softmmu && !lasting &&
+        ++site->misses < HSPT_SITE_MISS_LIMIT) {
         qemu_mutex_unlock(&hspt_sites_lock);
-        tb_phys_invalidate((TranslationBlock *)tb, -1);
         return;
     }
+    if (!site->softmmu) {
+        trace_hspt_site_softmmu(key);
+        site->softmmu = true;
+        site->misses = 0;
+        site->credit = 0;
+        qatomic_inc(&hspt_sites_gen);
+    }
+    qatomic_inc(&hspt_stats.softmmu_tbs);
     qemu_mutex_unlock(&hspt_sites_lock);
+    tb_phys_invalidate((TranslationBlock *)tb, -1);
+}
+
+/*
+ * A slow-path lookup of CPU that did not come from a shadow miss found its
+ * page mapped already; RA is the host return address into the block.
+ */
+void hspt_site_found_mapped(CPUState *cpu, uintptr_t ra)
+{
+    static __thread unsigned n;
+    TranslationBlock *tb;
+    HsptSite *site;
+    int64_t key;
+
+    if (!ra || ++n % HSPT_SITE_SAMPLE || !qatomic_read(&hspt_sites_gen)) {
+        return;
+    }
+    tb = tcg_tb_lookup(ra);
+    if (!tb || !hspt_tb_softmmu_only(tb)) {
+        return;
+    }
+    key = tb->page_addr[0];
+    qemu_mutex_lock(&hspt_sites_lock);
+    site = hspt_site_get(key);
+    if (!site->softmmu || site->returns >= HSPT_SITE_RETURNS_MAX ||
+        ++site->credit < HSPT_SITE_RETURN_CREDIT << site->returns) {
+        qemu_mutex_unlock(&hspt_sites_lock);
+        return;
+    }
+    trace_hspt_site_direct(key, site->returns);
+    site->softmmu = false;
+    site->returns++;
+    site->misses = 0;
+    qatomic_inc(&hspt_sites_gen);
+    qatomic_inc(&hspt_stats.direct_tbs);
+    qemu_mutex_unlock(&hspt_sites_lock);
+    tb_phys_invalidate(tb, -1);
 }
 
 bool hspt_tb_softmmu_only(const TranslationBlock *tb)
@@ -94,8 +156,11 @@ bool hspt_tb_softmmu_only(const TranslationBlock *tb)
         return false;
     }
     if (key != cached_key || gen != cached_gen) {
+        HsptSite *site;
+
         qemu_mutex_lock(&hspt_sites_lock);
-        cached = g_hash_table_contains(hspt_softmmu_tbs, &key);
+        site = g_hash_table_lookup(hspt_sites, &key);
+        cached = site && site->softmmu;
         qemu_mutex_unlock(&hspt_sites_lock);
         cached_key = key;
         cached_gen = gen;

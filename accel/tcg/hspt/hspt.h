@@ -120,9 +120,15 @@ void hspt_flush_asid_prepare(CPUState *cpu, uint8_t asid);
  * Shadow maintenance, called with the vCPU's tlb_c.lock held (HSPT's own
  * lock nests inside it). Invalidations act on every space of the vCPU.
  */
-bool hspt_map_locked(CPUState *cpu, int mmu_idx, uint64_t va, void *host,
-                     size_t npages, bool writable, bool global,
-                     int lg_page_size);
+typedef enum HsptMapResult {
+    HSPT_MAP_REFUSED,       /* left on softmmu */
+    HSPT_MAP_DONE,          /* mapped now */
+    HSPT_MAP_ALREADY,       /* found mapped that way already */
+} HsptMapResult;
+
+HsptMapResult hspt_map_locked(CPUState *cpu, int mmu_idx, uint64_t va,
+                              void *host, size_t npages, bool writable,
+                              bool global, int lg_page_size);
 /* What the block caches know of a large guest page (hspt-region.c). */
 typedef enum HsptBlockKnown {
     HSPT_BLOCK_UNKNOWN,
@@ -232,6 +238,11 @@ uintptr_t hspt_tcg_find_stub(uintptr_t host_pc, const TranslationBlock **tb);
 /* Sites that keep faulting (hspt-sites.c). */
 void hspt_sites_init(void);
 void hspt_site_miss(const TranslationBlock *tb, bool lasting);
+/*
+ * A softmmu access of CPU found its page shadow-mapped; RA is the return
+ * address into its TB (0 if not called from one).
+ */
+void hspt_site_found_mapped(CPUState *cpu, uintptr_t ra);
 /* MMU_IDX's page at VA is hot in the current space (see hspt-region.c). */
 bool hspt_page_is_hot(CPUState *cpu, int mmu_idx, uint64_t va);
 /* TB (being translated) must use the softmmu path for every access. */
