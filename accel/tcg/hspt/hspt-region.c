@@ -1213,7 +1213,6 @@ HsptBlockKnown hspt_block_known_locked(CPUState *cpu, int mmu_idx,
         known = HSPT_BLOCK_PARTLY_CLEAN;
     } else if (hspt_whole_maps(&slot->whole, k.first, k.npages, k.rp0,
                                writable)) {
-        qatomic_inc(&hspt_stats.refills_skipped);
         hspt_lp_add(&slot->lp, page, lg_page_size);
         hspt_slot_add_block(slot, k.first, k.npages);
         known = HSPT_BLOCK_MAPPED;
@@ -1301,7 +1300,6 @@ HsptMapResult hspt_map_locked(CPUState *cpu, int mmu_idx, uint64_t va,
      * page mapped already: skip the syscall.
      */
     if (hspt_slot_maps_cached(slot, va_pfn, rp, npages, writable)) {
-        qatomic_inc(&hspt_stats.refills_skipped);
         hspt_slot_set_global(slot, va_pfn, npages, global);
         if (lg_page_size > bits) {
             hspt_lp_add(&slot->lp, va, lg_page_size);

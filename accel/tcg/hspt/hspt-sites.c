@@ -109,8 +109,8 @@ void hspt_site_miss(const TranslationBlock *tb, bool lasting)
 }
 
 /*
- * A slow-path lookup of CPU that did not come from a shadow miss found its
- * page mapped already; RA is the host return address into the block.
+ * A slow-path access of CPU found its page mapped already; RA, if not 0,
+ * is the host return address into its softmmu-path block.
  */
 void hspt_site_found_mapped(CPUState *cpu, uintptr_t ra)
 {
@@ -119,6 +119,7 @@ void hspt_site_found_mapped(CPUState *cpu, uintptr_t ra)
     HsptSite *site;
     int64_t key;
 
+    qatomic_inc(&hspt_stats.refills_skipped);
     if (!ra || ++n % HSPT_SITE_SAMPLE || !qatomic_read(&hspt_sites_gen)) {
         return;
     }

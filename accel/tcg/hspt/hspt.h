@@ -239,8 +239,9 @@ uintptr_t hspt_tcg_find_stub(uintptr_t host_pc, const TranslationBlock **tb);
 void hspt_sites_init(void);
 void hspt_site_miss(const TranslationBlock *tb, bool lasting);
 /*
- * A softmmu access of CPU found its page shadow-mapped; RA is the return
- * address into its TB (0 if not called from one).
+ * A slow-path access of CPU found its page shadow-mapped (counted); RA is
+ * the return address into the softmmu-path TB it came from, if any (0
+ * otherwise).
  */
 void hspt_site_found_mapped(CPUState *cpu, uintptr_t ra);
 /* MMU_IDX's page at VA is hot in the current space (see hspt-region.c). */
