@@ -400,6 +400,15 @@ def stage_guest(t, jobs):
     check_vma_estimate(t)
 
 
+def boot_hspt_stats(logname, workloads):
+    """Boot lpae-6.1 with hspt=on running WORKLOADS, with the HSPT
+    counters printed at exit (in res.console); log to LOGNAME."""
+    with open(os.path.join(LOGDIR, logname), "w") as f:
+        return hsptguest.boot("lpae-6.1", workloads, log=f,
+                              extra_args=["-accel", "tcg,hspt=on"],
+                              env={"QEMU_HSPT_STATS": "1"})
+
+
 def check_fault_ahead(t):
     """seqrw's fresh pages are mapped at the guest's exception return.
 
@@ -408,11 +417,8 @@ def check_fault_ahead(t):
     direct path, which must find the page mapped already (fault-ahead),
     not take a signal: at least one fault-ahead per page of the buffer.
     """
-    log = os.path.join(LOGDIR, "guest-fault-ahead.log")
-    with open(log, "w") as f:
-        res = hsptguest.boot("lpae-6.1", ["seqrw"], log=f,
-                             extra_args=["-accel", "tcg,hspt=on"],
-                             env={"QEMU_HSPT_STATS": "1"})
+    log = "guest-fault-ahead.log"
+    res = boot_hspt_stats(log, ["seqrw"])
     # The buffer size as seqrw reports it ("seqrw: size=test bytes=N ...").
     m = re.search(r"^HSPT-OUT seqrw: seqrw: .*\bbytes=(\d+)", res.console,
                   re.M)
@@ -421,7 +427,8 @@ def check_fault_ahead(t):
     ahead = int(m.group(1)) if m else 0
     t.add(res.ok and buffer_pages > 0 and ahead >= buffer_pages,
           "guest: lpae-6.1 hspt: seqrw's fresh pages are fetched ahead",
-          "fault-ahead %d pages, want >= %d; see %s" % (ahead, buffer_pages, log))
+          "fault-ahead %d pages, want >= %d; see build/check/%s"
+          % (ahead, buffer_pages, log))
 
 
 def check_sites_return(t):
@@ -433,16 +440,13 @@ def check_sites_return(t):
     softmmu; their later slow-path lookups find the pages mapped and must
     bring some of them back.
     """
-    log = os.path.join(LOGDIR, "guest-sites-return.log")
-    with open(log, "w") as f:
-        res = hsptguest.boot("lpae-6.1", ["shpipe"], log=f,
-                             extra_args=["-accel", "tcg,hspt=on"],
-                             env={"QEMU_HSPT_STATS": "1"})
+    log = "guest-sites-return.log"
+    res = boot_hspt_stats(log, ["shpipe"])
     m = re.search(r"without the direct path, (\d+) back on it", res.console)
     back = int(m.group(1)) if m else 0
     t.add(res.ok and back > 0,
           "guest: lpae-6.1 hspt: softmmu-only blocks return to the direct "
-          "path", "%d blocks back on it; see %s" % (back, log))
+          "path", "%d blocks back on it; see build/check/%s" % (back, log))
 
 
 def hmp_command(sock, cmd):

@@ -77,10 +77,16 @@ typedef struct HsptWholeCache {
     unsigned n;         /* entries in use */
 } HsptWholeCache;
 
+/* The entry of a BITS-bit direct-mapped block cache for first page VA_PFN. */
+static inline unsigned hspt_block_hash(uint32_t va_pfn, unsigned bits)
+{
+    return (va_pfn * 2654435761u) >> (32 - bits);      /* Fibonacci hash */
+}
+
 static inline HsptWholeBlock *hspt_whole_slot(HsptWholeCache *c,
                                               uint32_t va_pfn)
 {
-    return &c->e[(va_pfn * 2654435761u) >> (32 - HSPT_WHOLE_BITS)];
+    return &c->e[hspt_block_hash(va_pfn, HSPT_WHOLE_BITS)];
 }
 
 static inline void hspt_whole_reset(HsptWholeCache *c)
@@ -180,7 +186,7 @@ typedef struct HsptPartialCache {
 static inline HsptPartialBlock *hspt_partial_slot(HsptPartialCache *c,
                                                   uint32_t va_pfn)
 {
-    return &c->e[(va_pfn * 2654435761u) >> (32 - HSPT_PARTIAL_BITS)];
+    return &c->e[hspt_block_hash(va_pfn, HSPT_PARTIAL_BITS)];
 }
 
 /* True (and one credit used) if the block is known to hold clean pages. */
@@ -283,10 +289,6 @@ static inline unsigned hspt_runs_around(const unsigned long *map,
     return runs;
 }
 
-/*
- * Sort the N page keys of V (any packing in which adjacent pages have
- * adjacent keys) and drop duplicates; returns how many remain.
- */
 static inline int hspt_key_cmp(const void *a, const void *b)
 {
     uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
@@ -294,6 +296,10 @@ static inline int hspt_key_cmp(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+/*
+ * Sort the N page keys of V (any packing in which adjacent pages have
+ * adjacent keys) and drop duplicates; returns how many remain.
+ */
 static inline unsigned hspt_sort_unique(uint32_t *v, unsigned n)
 {
     unsigned k = 0;

@@ -16,11 +16,30 @@
 /*
  * Page flushes of a space that is not current are looked up again when it
  * becomes current instead of unmapping at once (hspt_defer_page_flush()).
- * Each entry is a guest page number and its slot (HSPT_DEFERRED_SLOT_SHIFT
- * and up).
  */
 #define HSPT_DEFERRED_MAX 1024
-#define HSPT_DEFERRED_SLOT_SHIFT 28
+
+/*
+ * A guest page of a space as one word: its page number, and its slot from
+ * bit HSPT_PAGE_KEY_SLOT_SHIFT up, so that adjacent pages of a slot have
+ * adjacent keys.
+ */
+#define HSPT_PAGE_KEY_SLOT_SHIFT 28
+
+static inline uint32_t hspt_page_key(unsigned s, uint32_t va_pfn)
+{
+    return va_pfn | s << HSPT_PAGE_KEY_SLOT_SHIFT;
+}
+
+static inline uint32_t hspt_page_key_pfn(uint32_t key)
+{
+    return key & ((1u << HSPT_PAGE_KEY_SLOT_SHIFT) - 1);
+}
+
+static inline unsigned hspt_page_key_slot(uint32_t key)
+{
+    return key >> HSPT_PAGE_KEY_SLOT_SHIFT;
+}
 
 /* One shadow region: the view of one mmu_idx in one space. */
 typedef struct HsptSlot {
@@ -60,7 +79,7 @@ typedef struct HsptSpace {
      * guest code uses it.
      */
     bool stale;
-    uint32_t deferred[HSPT_DEFERRED_MAX];
+    uint32_t deferred[HSPT_DEFERRED_MAX];  /* hspt_page_key() */
     unsigned n_deferred;
     uint64_t last_used;         /* LRU clock */
     /* page flush counts are per epoch (see HSPT_HOT_EPOCH_NS) */
@@ -90,7 +109,7 @@ typedef struct HsptCPU {
     HsptRevalidate *reval;      /* HSPT_REVALIDATE_MAX entries */
     unsigned n_reval;
     HsptRevalidate *reval_work; /* the batch being looked up */
-    /* its pages whose lookup failed, packed as deferred[] entries */
+    /* its pages whose lookup failed (hspt_page_key()) */
     uint32_t *reval_failed;
     unsigned n_reval_failed;
     bool revalidating;

@@ -398,6 +398,38 @@ static void hspt_slot_forget_range(HsptSpace *sp, HsptSlot *slot,
     slot->n_runs += hspt_slot_runs_around(slot, va_pfn, npages) - runs;
 }
 
+/* Reserve [VA_PFN, VA_PFN + NPAGES) of slot S of SP again and forget it. */
+static void hspt_slot_rereserve(HsptSpace *sp, unsigned s, uint32_t va_pfn,
+                                size_t npages)
+{
+    unsigned bits = qemu_target_page_bits();
+
+    hspt_reserve_or_die(hspt_slot_base(sp, s) + ((uint64_t)va_pfn << bits),
+                        npages << bits);
+    hspt_slot_forget_range(sp, &sp->slot[s], va_pfn, npages);
+    hspt_account_rereserved(&sp->slot[s]);
+}
+
+/*
+ * Page-flush the run of NPAGES mapped pages from VA_PFN in slot S of SP
+ * with one call (a single page with exact VMA accounting); returns how
+ * many pages it unmapped.
+ */
+static uint32_t hspt_slot_unmap_run(HsptSpace *sp, unsigned s,
+                                    uint32_t va_pfn, size_t npages)
+{
+    HsptSlot *slot = &sp->slot[s];
+    uint32_t before = slot->n_mapped;
+
+    if (npages == 1) {
+        hspt_slot_unmap_page(sp, slot, hspt_slot_base(sp, s), va_pfn);
+        return 1;
+    }
+    hspt_slot_rereserve(sp, s, va_pfn, npages);
+    qatomic_add(&hspt_stats.page_flushes, before - slot->n_mapped);
+    return before - slot->n_mapped;
+}
+
 /* SP becomes current: start a new flush epoch if the current one is over. */
 static void hspt_space_next_flush_epoch(HsptSpace *sp)
 {
@@ -560,7 +592,6 @@ static void hspt_space_flush(HsptSpace *sp)
 static uint32_t hspt_slot_drop_not_global(HsptSpace *sp, unsigned s)
 {
     HsptSlot *slot = &sp->slot[s];
-    uint8_t *base = hspt_slot_base(sp, s);
     unsigned bits = qemu_target_page_bits();
     size_t npages = hspt_slot_pages();
     uint32_t kept = 0;
@@ -568,8 +599,6 @@ static uint32_t hspt_slot_drop_not_global(HsptSpace *sp, unsigned s)
 
     for (pfn = hspt_slot_next_mapped(slot, 0); pfn < npages;
          pfn = hspt_slot_next_mapped(slot, end)) {
-        uint32_t before = slot->n_mapped;
-
         end = pfn + 1;
         if (test_bit(pfn, slot->global)) {
             kept++;
@@ -585,15 +614,7 @@ static uint32_t hspt_slot_drop_not_global(HsptSpace *sp, unsigned s)
                !hspt_lp_covers(&slot->lp, end << bits)) {
             end++;
         }
-        if (end - pfn == 1) {
-            hspt_slot_unmap_page(sp, slot, base, pfn);
-            continue;
-        }
-        hspt_reserve_or_die(base + ((uint64_t)pfn << bits),
-                            (size_t)(end - pfn) << bits);
-        hspt_slot_forget_range(sp, slot, pfn, end - pfn);
-        hspt_account_rereserved(slot);
-        qatomic_add(&hspt_stats.page_flushes, before - slot->n_mapped);
+        hspt_slot_unmap_run(sp, s, pfn, end - pfn);
     }
     return kept;
 }
@@ -627,7 +648,7 @@ static void hspt_defer_page_flush(HsptSpace *sp, unsigned s, uint32_t va_pfn)
         sp->n_deferred = 0;
         return;
     }
-    sp->deferred[sp->n_deferred++] = va_pfn | s << HSPT_DEFERRED_SLOT_SHIFT;
+    sp->deferred[sp->n_deferred++] = hspt_page_key(s, va_pfn);
 }
 
 /*
@@ -639,9 +660,8 @@ static void hspt_queue_deferred(HsptCPU *hc, HsptSpace *sp, bool walkable)
     unsigned bits = qemu_target_page_bits();
 
     for (unsigned i = 0; i < sp->n_deferred; i++) {
-        uint32_t va_pfn = sp->deferred[i] &
-                          ((1u << HSPT_DEFERRED_SLOT_SHIFT) - 1);
-        unsigned s = sp->deferred[i] >> HSPT_DEFERRED_SLOT_SHIFT;
+        uint32_t va_pfn = hspt_page_key_pfn(sp->deferred[i]);
+        unsigned s = hspt_page_key_slot(sp->deferred[i]);
         HsptSlot *slot = &sp->slot[s];
 
         if (!test_bit(va_pfn, slot->mapped)) {
@@ -704,20 +724,14 @@ static void hspt_block_revalidated(HsptCPU *hc, unsigned s, uint32_t va_pfn,
                                    uint32_t npages, bool keep)
 {
     HsptSpace *sp = hc->cur;
-    HsptSlot *slot = &sp->slot[s];
-    uint8_t *base = hspt_slot_base(sp, s);
-    unsigned bits = qemu_target_page_bits();
 
     qatomic_inc(&hspt_stats.revalidated);
     qemu_mutex_lock(&hspt_lock);
-    if (keep && hspt_slot_has_block(slot, va_pfn, npages)) {
+    if (keep && hspt_slot_has_block(&sp->slot[s], va_pfn, npages)) {
         qemu_mutex_unlock(&hspt_lock);
         return;
     }
-    hspt_reserve_or_die(base + ((uint64_t)va_pfn << bits),
-                        (size_t)npages << bits);
-    hspt_slot_forget_range(sp, slot, va_pfn, npages);
-    hspt_account_rereserved(slot);
+    hspt_slot_rereserve(sp, s, va_pfn, npages);
     qatomic_inc(&hspt_stats.revalidate_unmaps);
     qemu_mutex_unlock(&hspt_lock);
 }
@@ -765,35 +779,20 @@ const HsptRevalidate *hspt_take_revalidations(CPUState *cpu, unsigned *n)
 static void hspt_unmap_failed_lookups(HsptCPU *hc)
 {
     HsptSpace *sp = hc->cur;
-    unsigned bits = qemu_target_page_bits();
     unsigned n = hspt_sort_unique(hc->reval_failed, hc->n_reval_failed);
 
     hc->n_reval_failed = 0;
     qemu_mutex_lock(&hspt_lock);
     for (unsigned i = 0, len; i < n; i += len) {
-        uint32_t va_pfn = hc->reval_failed[i] &
-                          ((1u << HSPT_DEFERRED_SLOT_SHIFT) - 1);
-        unsigned s = hc->reval_failed[i] >> HSPT_DEFERRED_SLOT_SHIFT;
-        HsptSlot *slot = &sp->slot[s];
-        uint8_t *base = hspt_slot_base(sp, s);
-        uint32_t before = slot->n_mapped;
+        uint32_t va_pfn = hspt_page_key_pfn(hc->reval_failed[i]);
+        unsigned s = hspt_page_key_slot(hc->reval_failed[i]);
 
         len = hspt_run_length(hc->reval_failed, n, i);
-        if (find_next_bit(slot->mapped, va_pfn + len, va_pfn) >=
-            va_pfn + len) {
-            continue;           /* the slot was flushed meanwhile */
+        if (find_next_bit(sp->slot[s].mapped, va_pfn + len, va_pfn) <
+            va_pfn + len) {     /* else the slot was flushed meanwhile */
+            qatomic_add(&hspt_stats.revalidate_unmaps,
+                        hspt_slot_unmap_run(sp, s, va_pfn, len));
         }
-        if (len == 1) {
-            hspt_slot_unmap_page(sp, slot, base, va_pfn);  /* exact VMAs */
-            qatomic_inc(&hspt_stats.revalidate_unmaps);
-            continue;
-        }
-        hspt_reserve_or_die(base + ((uint64_t)va_pfn << bits),
-                            (size_t)len << bits);
-        hspt_slot_forget_range(sp, slot, va_pfn, len);
-        hspt_account_rereserved(slot);
-        qatomic_add(&hspt_stats.page_flushes, before - slot->n_mapped);
-        qatomic_add(&hspt_stats.revalidate_unmaps, before - slot->n_mapped);
     }
     qemu_mutex_unlock(&hspt_lock);
 }
@@ -838,8 +837,7 @@ void hspt_revalidated(CPUState *cpu, const HsptRevalidate *r, bool keep)
         if (r->page_flush) {
             hspt_count_page_flush(hc->cur, slot, va_pfn);
         }
-        hc->reval_failed[hc->n_reval_failed++] =
-            va_pfn | s << HSPT_DEFERRED_SLOT_SHIFT;
+        hc->reval_failed[hc->n_reval_failed++] = hspt_page_key(s, va_pfn);
     }
     qemu_mutex_unlock(&hspt_lock);
 }
@@ -1353,9 +1351,7 @@ HsptMapResult hspt_map_locked(CPUState *cpu, int mmu_idx, uint64_t va,
          */
         trace_hspt_mmap_error(cpu->cpu_index, va, errno);
         qatomic_inc(&hspt_stats.mmap_errors);
-        hspt_reserve_or_die(addr, npages * psize);
-        hspt_slot_forget_range(sp, slot, va_pfn, npages);
-        hspt_account_rereserved(slot);
+        hspt_slot_rereserve(sp, s, va_pfn, npages);
         goto out;
     }
     runs = hspt_slot_runs_around(slot, va_pfn, npages);
