@@ -146,6 +146,7 @@ typedef struct HsptStats {
     uint64_t direct_tbs;
     uint64_t refills_skipped;
     uint64_t revalidated;
+    uint64_t revalidated_by_block;
     uint64_t revalidate_unmaps;
     uint64_t deferred_flushes;
     uint64_t prefilled;

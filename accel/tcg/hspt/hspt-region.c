@@ -1392,6 +1392,38 @@ out:
     return ret;
 }
 
+/*
+ * Entry R of the batch is a page of a large guest page whose fresh lookup
+ * (of another page of it) mapped it to RAM from page RP0 on, with
+ * GUEST_WRITABLE and GLOBAL rights throughout: keep R's shadow page
+ * without a lookup of its own if it maps the RAM page that translation
+ * gives it, and is writable only if the guest may write. False if R needs
+ * its own lookup.
+ */
+bool hspt_revalidated_by_block(CPUState *cpu, const HsptRevalidate *r,
+                               uint32_t first, uint32_t rp0,
+                               bool guest_writable, bool global)
+{
+    HsptCPU *hc = hspt_cpu(cpu);
+    HsptSlot *slot = &hc->cur->slot[hspt_slot_of_idx[r->mmu_idx]];
+    uint32_t va_pfn = r->page >> qemu_target_page_bits();
+    bool keep;
+
+    qemu_mutex_lock(&hspt_lock);
+    keep = hspt_slot_maps_ram(slot, va_pfn, rp0 + (va_pfn - first), 1) &&
+           (guest_writable || !test_bit(va_pfn, slot->writable)) &&
+           !hspt_slot_page_hot(slot, va_pfn);
+    if (keep) {
+        hspt_slot_set_global(slot, va_pfn, 1, global);
+    }
+    qemu_mutex_unlock(&hspt_lock);
+    if (keep) {
+        qatomic_inc(&hspt_stats.revalidated);
+        qatomic_inc(&hspt_stats.revalidated_by_block);
+    }
+    return keep;
+}
+
 bool hspt_context_flush_begin(CPUState *cpu)
 {
     if (!hspt_enabled) {
@@ -1655,8 +1687,10 @@ void hspt_format_info(GString *buf)
         STAT(asid_kept_global), STAT(evictions));
     g_string_append_printf(buf,
         "revalidated: %" PRIu64 " pages or large pages looked up again "
-        "instead of dropped, %" PRIu64 " of them unmapped\n",
-        STAT(revalidated), STAT(revalidate_unmaps));
+        "instead of dropped (%" PRIu64 " by their large guest page's "
+        "lookup), %" PRIu64 " of them unmapped\n",
+        STAT(revalidated), STAT(revalidated_by_block),
+        STAT(revalidate_unmaps));
     g_string_append_printf(buf,
         "deferred: %" PRIu64 " page flushes of a space that was not current, "
         "looked up again when it next became current\n",

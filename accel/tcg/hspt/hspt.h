@@ -182,6 +182,9 @@ const HsptRevalidate *hspt_take_revalidations(CPUState *cpu, unsigned *n);
  * unchanged; else it is unmapped when the batch is done.
  */
 void hspt_revalidated(CPUState *cpu, const HsptRevalidate *r, bool keep);
+bool hspt_revalidated_by_block(CPUState *cpu, const HsptRevalidate *r,
+                               uint32_t first, uint32_t rp0,
+                               bool guest_writable, bool global);
 void hspt_revalidations_done(CPUState *cpu);
 /* Flush MMU_IDX's region of the current space instead of revalidating. */
 void hspt_revalidate_give_up(CPUState *cpu, int mmu_idx);

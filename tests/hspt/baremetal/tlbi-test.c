@@ -398,10 +398,16 @@ static void unmap(uint32_t asid, uint32_t va)
 }
 
 #ifndef LPAE
-/* VA of ASID as a section at PA, or unmapped if PA is 0. */
-static void map_block(uint32_t asid, uint32_t va, uint32_t pa)
+static inline uint32_t sect_ap(unsigned ap)
 {
-    l1[asid][va >> 20] = pa ? pa | SECT_AP_ALL_RW | SECT_NG |
+    return ((ap & 3) << 10) | ((ap >> 2) << 15);
+}
+
+/* VA of ASID as a section at PA with AP, or unmapped if PA is 0. */
+static void map_block_ap(uint32_t asid, uint32_t va, uint32_t pa,
+                         unsigned ap)
+{
+    l1[asid][va >> 20] = pa ? pa | sect_ap(ap) | SECT_NG |
                               L1_DOMAIN(USER_DOMAIN) | SECT_CB |
                               L1_SECTION : 0;
 }
@@ -432,15 +438,16 @@ static void format_regs_init(void)
 
 #else
 /*
- * VA of ASID as a level-2 block at PA, or unmapped if PA is 0. The second
- * GiB (RAM) has one level-2 table for all contexts.
+ * VA of ASID as a level-2 block at PA with AP, or unmapped if PA is 0. The
+ * second GiB (RAM) has one level-2 table for all contexts.
  */
-static void map_block(uint32_t asid, uint32_t va, uint32_t pa)
+static void map_block_ap(uint32_t asid, uint32_t va, uint32_t pa,
+                         unsigned ap)
 {
     uint64_t *l2 = va < 0x40000000u ? l2_low[asid] : l2_ram;
 
     l2[(va >> 21) & 0x1ff] = pa ? pa | D_AF | D_SH_INNER | D_ATTR_NORMAL |
-                                  D_NG | pte_ap(AP_ALL_RW) | D_BLOCK : 0;
+                                  D_NG | pte_ap(ap) | D_BLOCK : 0;
 }
 
 static void format_tables_init(void)
@@ -500,6 +507,11 @@ static void mmu_on(void)
     CP15_WRITE(c8, 0, c7, 0, 0);                        /* TLBIALL */
     dsb();
     sctlr_update(SCTLR_M | SCTLR_SPAN, 0);
+}
+
+static void map_block(uint32_t asid, uint32_t va, uint32_t pa)
+{
+    map_block_ap(asid, va, pa, AP_ALL_RW);
 }
 
 /* --- checks -------------------------------------------------------------- */
@@ -755,6 +767,100 @@ static void test_mmu_off(void)
     tlbi(TLBIALL, 0, 0);
 }
 
+/*
+ * A large page holding code is shadow-mapped page by page (the code page
+ * must stay write-protected), and at a TLBIALL those pages are checked
+ * against one fresh lookup of the block. Each must follow the block's new
+ * output address and its new permissions.
+ */
+static const uint32_t by_page_offs[] = { 0x5000, 0x6000, 0x7000 };
+#define BLOCK_CODE_OFF  0x10000u
+
+static uint32_t call_block_code(void)
+{
+    uint32_t (*fn)(void) = (uint32_t (*)(void))(uintptr_t)(BLOCK_VA +
+                                                           BLOCK_CODE_OFF);
+
+    return fn();
+}
+
+/* Both blocks get their markers and run their code once. */
+static void block_by_pages_init(void)
+{
+    static const uint32_t pa[] = { BLOCK_PA_A, BLOCK_PA_B };
+
+    switch_to(1);
+    for (unsigned i = 0; i < 2; i++) {
+        map_block(1, BLOCK_VA, pa[i]);
+        tlbi(TLBIALL, 0, 0);
+        for (unsigned j = 0; j < 3; j++) {
+            (void)write_priv(BLOCK_VA + by_page_offs[j],
+                             block_marker(pa[i]) ^ by_page_offs[j]);
+        }
+        /* mov r0, #(i + 1); bx lr */
+        (void)write_priv(BLOCK_VA + BLOCK_CODE_OFF, 0xe3a00000u | (i + 1));
+        (void)write_priv(BLOCK_VA + BLOCK_CODE_OFF + 4, 0xe12fff1eu);
+        asm volatile("mcr p15, 0, %0, c7, c5, 0" :: "r"(0));  /* ICIALLU */
+        dsb();
+        isb();
+        check_value(call_block_code(), i + 1, "code in the block",
+                    "writing it");
+    }
+}
+
+static void check_block_pages(uint32_t pa, const char *how)
+{
+    for (unsigned j = 0; j < 3; j++) {
+        check_reads(BLOCK_VA + by_page_offs[j], AP_ALL_RW,
+                    block_marker(pa) ^ by_page_offs[j], how);
+    }
+}
+
+static void write_block_pages(uint32_t pa)
+{
+    for (unsigned j = 0; j < 3; j++) {
+        check(!write_priv(BLOCK_VA + by_page_offs[j],
+                          block_marker(pa) ^ by_page_offs[j]),
+              "PL1 write", "a RW block holding code", 1, 0);
+    }
+}
+
+/* BLOCK_VA as block PA, its pages written and read (mapped one by one). */
+static void block_by_pages_fill(uint32_t pa, const char *how)
+{
+    map_block(1, BLOCK_VA, pa);
+    tlbi(TLBIALL, 0, 0);
+    write_block_pages(pa);
+    check_block_pages(pa, how);
+}
+
+static void test_large_page_by_pages(void)
+{
+    block_by_pages_init();
+    block_by_pages_fill(BLOCK_PA_A, "a block holding code");
+    tlbi(TLBIALL, 0, 0);
+    check_block_pages(BLOCK_PA_A, "TLBIALL (block unchanged)");
+
+    map_block(1, BLOCK_VA, BLOCK_PA_B);
+    tlbi(TLBIALL, 0, 0);
+    check_block_pages(BLOCK_PA_B, "TLBIALL (block moved)");
+
+    block_by_pages_fill(BLOCK_PA_B, "another block holding code");
+    map_block_ap(1, BLOCK_VA, BLOCK_PA_B, AP_ALL_RO);
+    tlbi(TLBIALL, 0, 0);
+    for (unsigned j = 0; j < 3; j++) {
+        check(write_priv(BLOCK_VA + by_page_offs[j], 0),
+              "PL1 write fault (block RO)", "TLBIALL", 0, 1);
+    }
+    check_block_pages(BLOCK_PA_B, "TLBIALL (block RO)");
+
+    map_block(1, BLOCK_VA, 0);
+    tlbi(TLBIALL, 0, 0);
+    for (unsigned j = 0; j < 3; j++) {
+        check_read_faults(BLOCK_VA + by_page_offs[j], "TLBIALL (unmapped)");
+    }
+}
+
 #ifndef LPAE
 /*
  * DACR changes need no TLBI: no access faults, manager ignores AP, and
@@ -903,6 +1009,7 @@ static void run_tests(void)
         test_large_page(by_va[i]);
     }
     test_mmu_off();
+    test_large_page_by_pages();
 #ifndef LPAE
     test_dacr();
 #endif
