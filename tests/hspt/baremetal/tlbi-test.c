@@ -890,6 +890,86 @@ static void test_dacr(void)
 }
 #endif
 
+static void set_ttbcr(uint32_t ttbcr)
+{
+    CP15_WRITE(c2, 0, c0, 2, ttbcr);
+    isb();
+}
+
+/*
+ * Into the split (TTBR1 first: the code runs through it) and back to
+ * TTBR0 only (TTBCR last). The writes change tables of the current
+ * context: none needs a TLBI.
+ */
+#ifndef LPAE
+#define TTBCR_SPLIT_1G      2u          /* N */
+#define TTBCR_SPLIT_256M    4u
+#define TTBCR_NO_TTBR0      (1u << 4)   /* PD0 */
+
+static void ttbr_split_begin(void)
+{
+    CP15_WRITE(c2, 0, c0, 1, (uint32_t)(uintptr_t)l1[0]);      /* TTBR1 */
+    isb();
+    set_ttbcr(TTBCR_SPLIT_1G);
+}
+
+static void ttbr_split_end(void)
+{
+    set_ttbcr(0);
+}
+#else
+#define TTBCR_SPLIT_1G      (TTBCR_EAE | 2u)    /* T0SZ: a level-2 TTBR0 */
+#define TTBCR_SPLIT_256M    (TTBCR_EAE | 4u)
+#define TTBCR_NO_TTBR0      (1u << 7)           /* EPD0 */
+
+static void ttbr_split_begin(void)
+{
+    uint32_t lo = (uint32_t)(uintptr_t)l1[0];
+
+    asm volatile("mcrr p15, 1, %0, %1, c2" :: "r"(lo), "r"(0) : "memory");
+    isb();
+    set_ttbcr(TTBCR_SPLIT_1G);
+    /* TTBR0 of ASID 1 starts at level 2 now: its first GiB's table. */
+    lo = (uint32_t)(uintptr_t)l2_low[1];
+    asm volatile("mcrr p15, 0, %0, %1, c2" :: "r"(lo), "r"(1u << 16)
+                 : "memory");
+    isb();
+}
+
+static void ttbr_split_end(void)
+{
+    switch_to(1);
+    set_ttbcr(TTBCR_EAE);
+}
+#endif
+
+/*
+ * TTBCR changes need no TLBI either. With the TTBR0/TTBR1 split at 1 GiB
+ * (the code and RAM in the TTBR1 half, through the global-only table
+ * l1[0]), disabling the TTBR0 walks (PD0, or EPD0 with LPAE) must make a
+ * cached TTBR0 page fault at once, and enabling them again must show it
+ * again. Moving the split to 256 MiB must translate the test window
+ * through TTBR1, where it is not mapped.
+ */
+static void test_ttbcr(void)
+{
+    uint32_t va = USER_VA + 0xa0000;
+    unsigned page = fresh_mapping(1, va, AP_ALL_RW);
+
+    ttbr_split_begin();
+    check_reads(va, AP_ALL_RW, marker(page), "TTBCR: split at 1 GiB");
+    set_ttbcr(TTBCR_SPLIT_1G | TTBCR_NO_TTBR0);
+    check_read_faults(va, "TTBCR: TTBR0 walks disabled");
+    set_ttbcr(TTBCR_SPLIT_1G);
+    check_reads(va, AP_ALL_RW, marker(page), "TTBCR: TTBR0 walks enabled");
+    set_ttbcr(TTBCR_SPLIT_256M);
+    check_read_faults(va, "TTBCR: split at 256 MiB");
+    set_ttbcr(TTBCR_SPLIT_1G);
+    check_reads(va, AP_ALL_RW, marker(page), "TTBCR: split at 1 GiB again");
+    ttbr_split_end();
+    check_reads(va, AP_ALL_RW, marker(page), "TTBCR: TTBR0 only");
+}
+
 /* PAN: a page PL0 may access is not accessible at PL1 with PAN set. */
 static void test_pan(void)
 {
@@ -1010,6 +1090,7 @@ static void run_tests(void)
     }
     test_mmu_off();
     test_large_page_by_pages();
+    test_ttbcr();
 #ifndef LPAE
     test_dacr();
 #endif
