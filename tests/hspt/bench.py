@@ -8,8 +8,9 @@ ratio to the first (baseline) configuration; "boot" is host wall time from
 QEMU's start to the guest's init. Static workloads also run under user-mode
 QEMU (configuration "user") for reference.
 
-Writes build/bench/raw.csv (every run), build/bench/summary.csv and
-build/bench/ratios.png (gnuplot).
+Writes raw.csv (every run), summary.csv, ratios.png (gnuplot) and the
+boot logs to build/bench, or to the directory given with --out (so that
+one run's results need not replace another's).
 
 Later comparisons use --config, e.g.
   --config 'off=build/qemu-system-arm -accel tcg,hspt=off' \\
@@ -67,22 +68,27 @@ def main():
     ap.add_argument("--workloads", default=",".join(hsptguest.WORKLOADS))
     ap.add_argument("--no-user", action="store_true",
                     help="skip the user-mode reference runs")
+    ap.add_argument("--out", default=OUTDIR,
+                    help="directory for the CSVs, plot and logs "
+                         "(default: %(default)s)")
     args = ap.parse_args()
+    outdir = args.out
 
     configs = args.config or default_configs()
     workloads = args.workloads.split(",")
-    os.makedirs(OUTDIR, exist_ok=True)
+    os.makedirs(outdir, exist_ok=True)
     raw = []          # (config, workload, rep, seconds)
     for rep in range(1, args.reps + 1):
         for label, argv in configs:
             print("rep %d/%d: %s ..." % (rep, args.reps, label), flush=True)
-            with open(os.path.join(OUTDIR, "%s-%d.log" % (label, rep)), "w") as log:
+            logname = os.path.join(outdir, "%s-%d.log" % (label, rep))
+            with open(logname, "w") as log:
                 res = hsptguest.boot(args.kernel, workloads, size=args.size,
                                      smp=args.smp, qemu=argv[0],
                                      extra_args=argv[1:], timeout=7200, log=log)
             if not res.ok or any(r.status for r in res.results):
-                sys.exit("bench: %s failed (%s); see build/bench/%s-%d.log"
-                         % (label, res.error or "workload error", label, rep))
+                sys.exit("bench: %s failed (%s); see %s"
+                         % (label, res.error or "workload error", logname))
             raw.append((label, "boot", rep, res.boot_seconds))
             raw += [(label, r.name, rep, r.seconds) for r in res.results]
         if not args.no_user and os.path.exists(hsptguest.QEMU_USER):
@@ -104,7 +110,7 @@ def main():
             if vals:
                 med[label, name] = statistics.median(vals)
 
-    with open(os.path.join(OUTDIR, "raw.csv"), "w", newline="") as f:
+    with open(os.path.join(outdir, "raw.csv"), "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["config", "workload", "rep", "seconds"])
         w.writerows(raw)
@@ -123,7 +129,7 @@ def main():
             else:
                 row.append("-")
         table.append(row)
-    with open(os.path.join(OUTDIR, "summary.csv"), "w", newline="") as f:
+    with open(os.path.join(outdir, "summary.csv"), "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(header)
         w.writerows(table)
@@ -136,17 +142,17 @@ def main():
         print("  %s: %s" % (label, shlex.join(argv)))
     for row in [header] + table:
         print("  ".join(str(x).rjust(w) for x, w in zip(row, widths)))
-    plot(labels, rows, med)
-    print("\nwrote build/bench/raw.csv, summary.csv, ratios.png")
+    plot(labels, rows, med, outdir)
+    print("\nwrote %s/raw.csv, summary.csv, ratios.png" % outdir)
     return 0
 
 
-def plot(labels, rows, med):
+def plot(labels, rows, med, outdir):
     """Bar chart of speed relative to the baseline, one group per workload."""
     if not shutil.which("gnuplot") or len(labels) < 2:
         return
     base = labels[0]
-    dat = os.path.join(OUTDIR, "ratios.dat")
+    dat = os.path.join(outdir, "ratios.dat")
     with open(dat, "w") as f:
         f.write("workload " + " ".join(labels[1:]) + "\n")
         for name in rows:
@@ -160,7 +166,7 @@ def plot(labels, rows, med):
     script = "\n".join([
         "set terminal pngcairo size 1200,600 noenhanced" if _has_cairo() else
         "set terminal png size 1200,600 noenhanced",
-        "set output '%s'" % os.path.join(OUTDIR, "ratios.png"),
+        "set output '%s'" % os.path.join(outdir, "ratios.png"),
         "set title 'Speed relative to %s (median; > 1 is faster)'" % base,
         "set style data histograms", "set style fill solid 0.8 border -1",
         "set xtics rotate by -45", "set grid ytics", "set key top left",
