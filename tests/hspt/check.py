@@ -403,14 +403,15 @@ def stage_guest(t, jobs):
             check_boot(t, cfg[0], res, cfg[3], exp)
     check_fault_ahead(t)
     check_sites_return(t)
+    check_short_switch_revalidates(t)
     check_vma_estimate(t)
 
 
-def boot_hspt_stats(logname, workloads):
-    """Boot lpae-6.1 with hspt=on running WORKLOADS, with the HSPT
+def boot_hspt_stats(logname, workloads, kernel="lpae-6.1"):
+    """Boot KERNEL with hspt=on running WORKLOADS, with the HSPT
     counters printed at exit (in res.console); log to LOGNAME."""
     with open(os.path.join(LOGDIR, logname), "w") as f:
-        return hsptguest.boot("lpae-6.1", workloads, log=f,
+        return hsptguest.boot(kernel, workloads, log=f,
                               extra_args=["-accel", "tcg,hspt=on"],
                               env={"QEMU_HSPT_STATS": "1"})
 
@@ -453,6 +454,29 @@ def check_sites_return(t):
     t.add(res.ok and back > 0,
           "guest: lpae-6.1 hspt: softmmu-only blocks return to the direct "
           "path", "%d blocks back on it; see build/check/%s" % (back, log))
+
+
+def check_short_switch_revalidates(t):
+    """A space given to a new process keeps the kernel's pages with short
+    descriptors too.
+
+    Linux writes the new ASID while TTBR0 points at its global-only
+    tables; the reassigned space must be revalidated with those registers
+    (global kernel pages stay), not dropped: forkstorm must flush fewer
+    whole regions than it reassigns spaces (dropping costs up to three per
+    reassignment, one per view).
+    """
+    log = "guest-short-switch.log"
+    res = boot_hspt_stats(log, ["forkstorm"], kernel="armmp-6.1")
+    m = re.search(r"^flushes: \d+ pages, (\d+) regions", res.console, re.M)
+    regions = int(m.group(1)) if m else -1
+    m = re.search(r"^context switches: \d+, \d+ to a space holding the "
+                  r"context, (\d+) spaces reassigned", res.console, re.M)
+    reassigned = int(m.group(1)) if m else 0
+    t.add(res.ok and 0 <= regions < reassigned,
+          "guest: armmp-6.1 hspt: reassigned spaces are revalidated, not "
+          "dropped", "%d region flushes for %d reassigned spaces; see "
+          "build/check/%s" % (regions, reassigned, log))
 
 
 def hmp_command(sock, cmd):

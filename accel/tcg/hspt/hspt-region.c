@@ -653,9 +653,9 @@ static void hspt_defer_page_flush(HsptSpace *sp, unsigned s, uint32_t va_pfn)
 
 /*
  * SP becomes current: queue its deferred page flushes for revalidation, or
- * unmap them if the registers cannot walk the new context yet.
+ * unmap them if the queue is full.
  */
-static void hspt_queue_deferred(HsptCPU *hc, HsptSpace *sp, bool walkable)
+static void hspt_queue_deferred(HsptCPU *hc, HsptSpace *sp)
 {
     unsigned bits = qemu_target_page_bits();
 
@@ -667,7 +667,7 @@ static void hspt_queue_deferred(HsptCPU *hc, HsptSpace *sp, bool walkable)
         if (!test_bit(va_pfn, slot->mapped)) {
             continue;
         }
-        if (walkable && hc->n_reval < HSPT_REVALIDATE_MAX) {
+        if (hc->n_reval < HSPT_REVALIDATE_MAX) {
             hc->reval[hc->n_reval++] = (HsptRevalidate) {
                 .page = (uint64_t)va_pfn << bits, .npages = 1,
                 .mmu_idx = hspt_idx_of_slot[s], .page_flush = true };
@@ -1447,8 +1447,7 @@ static bool hspt_key_equal(const HsptContextKey *a, const HsptContextKey *b)
  * Called on the vCPU's own thread, after the register write that changed
  * the context (the TB ends right after it).
  */
-void hspt_context_switch(CPUState *cpu, const HsptContextKey *key,
-                         bool walkable)
+void hspt_context_switch(CPUState *cpu, const HsptContextKey *key)
 {
     HsptCPU *hc = hspt_cpu(cpu);
     HsptSpace *next = NULL, *prev;
@@ -1481,8 +1480,7 @@ void hspt_context_switch(CPUState *cpu, const HsptContextKey *key,
         if (next->n_mapped) {
             /*
              * Another context's pages: revalidated under the new one below
-             * (global kernel pages stay), or dropped if it cannot be walked.
-             * Dropping the old ASID's pages here instead, unlooked, made
+             * (global kernel pages stay). Dropping the old ASID's pages here instead, unlooked, made
              * forkstorm 12 % slower: the scan of the kernel's large pages
              * costs more than the failed lookups it saves.
              */
@@ -1501,19 +1499,21 @@ void hspt_context_switch(CPUState *cpu, const HsptContextKey *key,
     }
     hc->cur = next;
     if (next->stale) {
+        /*
+         * Also half-way through a short-descriptor switch (TTBR0 still at
+         * the global-only tables): the kernel's pages stay, the user pages
+         * fail and refill later. Dropping the space then cost a signal per
+         * kernel page after every fork.
+         */
         for (unsigned s = 0; s < hspt_nslots; s++) {
-            if (walkable) {
-                hspt_slot_flush_or_queue(hc, s);
-            } else {
-                hspt_slot_flush(next, s);
-            }
+            hspt_slot_flush_or_queue(hc, s);
         }
         next->stale = false;
         next->n_deferred = 0;
     } else {
-        hspt_queue_deferred(hc, next, walkable);
+        hspt_queue_deferred(hc, next);
     }
-    if (next != prev && walkable) {
+    if (next != prev) {
         hspt_queue_prefill(hc, prev, next);
     }
     trace_hspt_context_switch(cpu->cpu_index, next - hc->spaces, hit,

@@ -102,12 +102,13 @@ void hspt_cpu_exec_enter(CPUState *cpu);
 bool hspt_context_flush_begin(CPUState *cpu);
 void hspt_context_flush_end(CPUState *cpu);
 /*
- * WALKABLE: the registers already describe the new context completely, so
- * its pages may be looked up now (prefill, revalidation); false while a
- * guest may still be switching page tables (an ASID written before TTBR0).
+ * The new space's pages are looked up (prefill, revalidation) with the
+ * registers as they are at the switch, as a TLB may walk at any time: a
+ * guest still switching page tables (short-descriptor Linux writes the
+ * ASID while TTBR0 points at its global-only tables) keeps the global
+ * kernel pages and loses the rest, which later accesses refill.
  */
-void hspt_context_switch(CPUState *cpu, const HsptContextKey *key,
-                         bool walkable);
+void hspt_context_switch(CPUState *cpu, const HsptContextKey *key);
 
 /*
  * Guest TLBIASID(IS) of ASID: QEMU's flush of its untagged TLB that follows
