@@ -1480,9 +1480,10 @@ void hspt_context_switch(CPUState *cpu, const HsptContextKey *key)
         if (next->n_mapped) {
             /*
              * Another context's pages: revalidated under the new one below
-             * (global kernel pages stay). Dropping the old ASID's pages here instead, unlooked, made
-             * forkstorm 12 % slower: the scan of the kernel's large pages
-             * costs more than the failed lookups it saves.
+             * (global kernel pages stay). Dropping the old ASID's pages
+             * here instead, unlooked, made forkstorm 12 % slower: the scan
+             * of the kernel's large pages costs more than the failed
+             * lookups it saves.
              */
             next->stale = true;
             qatomic_inc(&hspt_stats.reassigns);

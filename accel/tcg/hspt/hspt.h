@@ -183,6 +183,12 @@ const HsptRevalidate *hspt_take_revalidations(CPUState *cpu, unsigned *n);
  * unchanged; else it is unmapped when the batch is done.
  */
 void hspt_revalidated(CPUState *cpu, const HsptRevalidate *r, bool keep);
+/*
+ * Entry R lies in a large guest page from guest page FIRST, which another
+ * entry's lookup found mapping RAM page RP0 on with GUEST_WRITABLE and
+ * GLOBAL: true if that keeps R (counted as revalidated), false if R needs
+ * its own lookup.
+ */
 bool hspt_revalidated_by_block(CPUState *cpu, const HsptRevalidate *r,
                                uint32_t first, uint32_t rp0,
                                bool guest_writable, bool global);
