@@ -254,8 +254,8 @@ def stage_tcg(t):
                        "QEMU=" + wrapper, "run-" + name],
                       "tcg-hspt-%s.log" % name, timeout=600,
                       env={"QEMU_HSPT_STATS": "1"})
-        fills = [int(x) for x in re.findall(r"^fills: (\d+) pages", out, re.M)]
-        t.add(rc == 0 and fills and fills[0] > 0,
+        fills = first_int(r"^fills: (\d+) pages", out)
+        t.add(rc == 0 and fills > 0,
               "tcg: %s with hspt=on (direct path used)" % name,
               "rc=%d fills=%s, see build/check/tcg-hspt-%s.log" % (rc, fills, name))
 
@@ -267,6 +267,13 @@ BARE_CONFIGS = [
     ("hspt-spt=private", ["-accel", "tcg,hspt=on,hspt-spt=private"]),
     ("hspt-spt=shared", ["-accel", "tcg,hspt=on,hspt-spt=shared"]),
 ]
+
+
+def first_int(pattern, text, default=0):
+    """The number that PATTERN's group 1 matches first in TEXT (an info hspt
+    counter, say; ^ anchors at lines), or DEFAULT if it does not match."""
+    m = re.search(pattern, text, re.M)
+    return int(m.group(1)) if m else default
 
 
 def stage_bare(t):
@@ -305,20 +312,15 @@ def stage_bare(t):
             # TLBIASIDs kept global pages, which the test then relies on
             # being dropped by every other flavour; TLBIALLs kept the pages
             # of a block mapped page by page from one lookup of the block.
-            fills = re.findall(r"^fills: (\d+) pages", out, re.M)
-            hits = re.findall(r"^context switches: \d+, (\d+) to a space",
-                              out, re.M)
-            deferred = re.findall(r"^deferred: (\d+) page flushes", out, re.M)
-            globals_kept = re.findall(r"by ASID \((\d+) global pages kept\)",
-                                      out)
-            kept = label == "hspt-spt=shared" or (
-                hits and int(hits[0]) > 0 and deferred and int(deferred[0]) > 0)
-            kept = kept and globals_kept and int(globals_kept[0]) > 0
-            # The block holding code kept its pages from one lookup.
-            by_block = re.findall(r"\((\d+) by their large guest page's "
-                                  r"lookup\)", out)
-            kept = kept and by_block and int(by_block[0]) > 0
-            t.add(bool(fills) and int(fills[0]) > 0 and kept,
+            fills = first_int(r"^fills: (\d+) pages", out)
+            hits = first_int(r"^context switches: \d+, (\d+) to a space", out)
+            deferred = first_int(r"^deferred: (\d+) page flushes", out)
+            globals_kept = first_int(r"by ASID \((\d+) global pages kept\)",
+                                     out)
+            by_block = first_int(r"\((\d+) by their large guest page's "
+                                 r"lookup\)", out)
+            kept = label == "hspt-spt=shared" or (hits > 0 and deferred > 0)
+            t.add(fills > 0 and kept and globals_kept > 0 and by_block > 0,
                   "bare: %s: shadow used (info hspt)" % name,
                   "fills=%s switch hits=%s deferred=%s global pages kept at "
                   "TLBIASID=%s kept by a block's lookup=%s, see "
@@ -427,11 +429,9 @@ def check_fault_ahead(t):
     log = "guest-fault-ahead.log"
     res = boot_hspt_stats(log, ["seqrw"])
     # The buffer size as seqrw reports it ("seqrw: size=test bytes=N ...").
-    m = re.search(r"^HSPT-OUT seqrw: seqrw: .*\bbytes=(\d+)", res.console,
-                  re.M)
-    buffer_pages = int(m.group(1)) // 4096 if m else 0
-    m = re.search(r"^fault-ahead: (\d+) pages", res.console, re.M)
-    ahead = int(m.group(1)) if m else 0
+    buffer_pages = first_int(r"^HSPT-OUT seqrw: seqrw: .*\bbytes=(\d+)",
+                             res.console) // 4096
+    ahead = first_int(r"^fault-ahead: (\d+) pages", res.console)
     t.add(res.ok and buffer_pages > 0 and ahead >= buffer_pages,
           "guest: lpae-6.1 hspt: seqrw's fresh pages are fetched ahead",
           "fault-ahead %d pages, want >= %d; see build/check/%s"
@@ -449,8 +449,8 @@ def check_sites_return(t):
     """
     log = "guest-sites-return.log"
     res = boot_hspt_stats(log, ["shpipe"])
-    m = re.search(r"without the direct path, (\d+) back on it", res.console)
-    back = int(m.group(1)) if m else 0
+    back = first_int(r"without the direct path, (\d+) back on it",
+                     res.console)
     t.add(res.ok and back > 0,
           "guest: lpae-6.1 hspt: softmmu-only blocks return to the direct "
           "path", "%d blocks back on it; see build/check/%s" % (back, log))
@@ -468,11 +468,11 @@ def check_short_switch_revalidates(t):
     """
     log = "guest-short-switch.log"
     res = boot_hspt_stats(log, ["forkstorm"], kernel="armmp-6.1")
-    m = re.search(r"^flushes: \d+ pages, (\d+) regions", res.console, re.M)
-    regions = int(m.group(1)) if m else -1
-    m = re.search(r"^context switches: \d+, \d+ to a space holding the "
-                  r"context, (\d+) spaces reassigned", res.console, re.M)
-    reassigned = int(m.group(1)) if m else 0
+    regions = first_int(r"^flushes: \d+ pages, (\d+) regions", res.console,
+                        default=-1)
+    reassigned = first_int(r"^context switches: \d+, \d+ to a space holding "
+                           r"the context, (\d+) spaces reassigned",
+                           res.console)
     t.add(res.ok and 0 <= regions < reassigned,
           "guest: armmp-6.1 hspt: reassigned spaces are revalidated, not "
           "dropped", "%d region flushes for %d reassigned spaces; see "

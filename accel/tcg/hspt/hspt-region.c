@@ -1418,7 +1418,6 @@ bool hspt_revalidated_by_block(CPUState *cpu, const HsptRevalidate *r,
     }
     qemu_mutex_unlock(&hspt_lock);
     if (keep) {
-        qatomic_inc(&hspt_stats.revalidated);
         qatomic_inc(&hspt_stats.revalidated_by_block);
     }
     return keep;

@@ -186,8 +186,8 @@ void hspt_revalidated(CPUState *cpu, const HsptRevalidate *r, bool keep);
 /*
  * Entry R lies in a large guest page from guest page FIRST, which another
  * entry's lookup found mapping RAM page RP0 on with GUEST_WRITABLE and
- * GLOBAL: true if that keeps R (counted as revalidated), false if R needs
- * its own lookup.
+ * GLOBAL: true if that keeps R (then report it to hspt_revalidated()),
+ * false if R needs its own lookup.
  */
 bool hspt_revalidated_by_block(CPUState *cpu, const HsptRevalidate *r,
                                uint32_t first, uint32_t rp0,
