@@ -49,11 +49,17 @@ typedef struct HsptSlot {
     unsigned long *writable;    /* ... and it is PROT_WRITE */
     /* ... and its guest translation is global (nG clear; see TLBIASID) */
     unsigned long *global;
+    /*
+     * guest page not mapped, but its host page still maps RAM page
+     * ram_pfn, inaccessible (see hspt_slot_unmap_page())
+     */
+    unsigned long *parked;
     uint32_t *ram_pfn;          /* RAM page behind each mapped guest page */
     /* page flushes that hit each guest page, see hspt_flush_count() */
     uint8_t *page_flushes;
     bool has_hot_pages;         /* some page_flushes reached the limit */
     uint32_t n_mapped;
+    uint32_t n_parked;
     uint32_t n_runs;            /* maximal runs of mapped pages */
     uint32_t vmas;              /* see hspt_account_vmas() */
     HsptLargePages lp;          /* large guest pages since the last flush */
@@ -86,6 +92,7 @@ typedef struct HsptSpace {
     uint8_t flush_epoch;
     int64_t flush_epoch_start;  /* host ns */
     uint32_t n_mapped;
+    uint32_t n_parked;
 } HsptSpace;
 
 typedef struct HsptPendingAccess {
@@ -137,6 +144,9 @@ typedef struct HsptStats {
     uint64_t unmappable;
     uint64_t mmap_errors;
     uint64_t mapped_pages;
+    uint64_t parks;
+    uint64_t unparks;
+    uint64_t parked_pages;
     uint64_t switches;
     uint64_t switch_hits;
     uint64_t reassigns;

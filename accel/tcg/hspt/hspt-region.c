@@ -159,6 +159,7 @@ static void hspt_space_alloc(HsptSpace *sp)
         slot->mapped_summary = bitmap_new(BITS_TO_LONGS(npages));
         slot->writable = bitmap_new(npages);
         slot->global = bitmap_new(npages);
+        slot->parked = bitmap_new(npages);
     }
 }
 
@@ -175,6 +176,7 @@ static void hspt_space_free(HsptSpace *sp)
         g_free(slot->mapped_summary);
         g_free(slot->writable);
         g_free(slot->global);
+        g_free(slot->parked);
     }
 }
 
@@ -233,6 +235,7 @@ void hspt_cpu_destroy(CPUState *cpu)
     qemu_mutex_lock(&hspt_lock);
     for (unsigned i = 0; i < hspt_nspaces; i++) {
         qatomic_sub(&hspt_stats.mapped_pages, hc->spaces[i].n_mapped);
+        qatomic_sub(&hspt_stats.parked_pages, hc->spaces[i].n_parked);
         for (unsigned s = 0; s < hspt_nslots; s++) {
             qatomic_sub(&hspt_stats.vmas, hc->spaces[i].slot[s].vmas);
         }
@@ -281,13 +284,15 @@ static void hspt_unaccount_vmas(HsptSlot *slot, unsigned n)
 }
 
 /*
- * Whatever the history, each run of mapped pages splits the reservation
- * once and holds at most one VMA per page: the running estimate, which
- * adds two for every remap inside a run, never needs to exceed that.
+ * Whatever the history, each run of mapped or parked pages splits the
+ * reservation once and holds at most one VMA per page: the running
+ * estimate, which adds two for every remap inside a run, never needs to
+ * exceed that. A parked page adds at most one such run to those of the
+ * mapped pages.
  */
 static void hspt_clamp_vmas(HsptSlot *slot)
 {
-    uint32_t bound = slot->n_mapped + slot->n_runs;
+    uint32_t bound = slot->n_mapped + slot->n_runs + 2 * slot->n_parked;
 
     if (slot->vmas > bound) {
         hspt_unaccount_vmas(slot, slot->vmas - bound);
@@ -313,7 +318,7 @@ static void hspt_slot_vmas_reset(HsptSlot *slot)
  */
 static void hspt_account_rereserved(HsptSlot *slot)
 {
-    if (slot->n_mapped) {
+    if (slot->n_mapped || slot->n_parked) {
         hspt_account_vmas(slot, 2);
         hspt_clamp_vmas(slot);
     } else {
@@ -322,13 +327,15 @@ static void hspt_account_rereserved(HsptSlot *slot)
 }
 
 /*
- * Whether the reservation, not a mapping, borders guest page PFN. Below
- * page 0 lies whatever precedes the slot: count it as a mapping.
+ * Whether the reservation, not a mapping (parked or not), borders guest
+ * page PFN. Below page 0 lies whatever precedes the slot: count it as a
+ * mapping.
  */
 static bool hspt_slot_reserved(HsptSlot *slot, int64_t pfn)
 {
     return pfn >= 0 &&
-           (pfn >= hspt_slot_pages() || !test_bit(pfn, slot->mapped));
+           (pfn >= hspt_slot_pages() ||
+            (!test_bit(pfn, slot->mapped) && !test_bit(pfn, slot->parked)));
 }
 
 /* Both neighbours of PFN reserved: its VMA is exactly that page. */
@@ -351,22 +358,42 @@ static unsigned long hspt_slot_next_mapped(HsptSlot *slot, unsigned long pfn)
                                  hspt_slot_pages(), pfn);
 }
 
+/*
+ * Unmap one mapped page. PARK: make it inaccessible with mprotect() and
+ * keep the mapping of its RAM page, which costs a quarter of replacing it
+ * with the reservation and lets a refill of the same RAM page use
+ * mprotect() too; a parked page is unmapped for everything else. Slot
+ * flushes do not park, so that they leave nothing behind.
+ */
 static void hspt_slot_unmap_page(HsptSpace *sp, HsptSlot *slot,
-                                 uint8_t *base, uint32_t va_pfn)
+                                 uint8_t *base, uint32_t va_pfn, bool park)
 {
+    uint8_t *addr = base + ((uint64_t)va_pfn << qemu_target_page_bits());
     unsigned runs = hspt_slot_runs_around(slot, va_pfn, 1);
+    bool isolated = hspt_slot_page_isolated(slot, va_pfn);
 
-    hspt_reserve_or_die(base + ((uint64_t)va_pfn << qemu_target_page_bits()),
-                        qemu_target_page_size());
+    park = park && mprotect(addr, qemu_target_page_size(), PROT_NONE) == 0;
+    if (!park) {
+        hspt_reserve_or_die(addr, qemu_target_page_size());
+    }
     hspt_whole_drop(&slot->whole, va_pfn, 1);
     clear_bit(va_pfn, slot->mapped);
     slot->n_runs += hspt_slot_runs_around(slot, va_pfn, 1) - runs;
     clear_bit(va_pfn, slot->writable);
     slot->n_mapped--;
     sp->n_mapped--;
-    if (!slot->n_mapped) {
+    if (park) {
+        set_bit(va_pfn, slot->parked);
+        slot->n_parked++;
+        sp->n_parked++;
+        qatomic_inc(&hspt_stats.parks);
+        qatomic_inc(&hspt_stats.parked_pages);
+        if (!isolated) {
+            hspt_account_vmas(slot, 2); /* may split a larger mapping */
+        }
+    } else if (!slot->n_mapped && !slot->n_parked) {
         hspt_slot_vmas_reset(slot);     /* adjacent reservations merge */
-    } else if (hspt_slot_page_isolated(slot, va_pfn)) {
+    } else if (isolated) {
         hspt_unaccount_vmas(slot, 2);
     } else if (!hspt_slot_reserved(slot, (int64_t)va_pfn - 1) &&
                !hspt_slot_reserved(slot, (int64_t)va_pfn + 1)) {
@@ -377,9 +404,25 @@ static void hspt_slot_unmap_page(HsptSpace *sp, HsptSlot *slot,
     qatomic_inc(&hspt_stats.page_flushes);
 }
 
+/* The parked pages of [VA_PFN, VA_PFN + NPAGES) were mapped over. */
+static void hspt_slot_unpark(HsptSpace *sp, HsptSlot *slot, uint32_t va_pfn,
+                             size_t npages)
+{
+    if (!slot->n_parked) {
+        return;
+    }
+    for (size_t i = 0; i < npages; i++) {
+        if (test_and_clear_bit(va_pfn + i, slot->parked)) {
+            slot->n_parked--;
+            sp->n_parked--;
+            qatomic_dec(&hspt_stats.parked_pages);
+        }
+    }
+}
+
 /*
- * Forget the pages of [VA_PFN, VA_PFN + NPAGES) that SLOT of SP maps, once
- * the range is reserved again. VMA accounting is the caller's.
+ * Forget the pages of [VA_PFN, VA_PFN + NPAGES) that SLOT of SP maps or
+ * parks, once the range is reserved again. VMA accounting is the caller's.
  */
 static void hspt_slot_forget_range(HsptSpace *sp, HsptSlot *slot,
                                    uint32_t va_pfn, size_t npages)
@@ -387,6 +430,7 @@ static void hspt_slot_forget_range(HsptSpace *sp, HsptSlot *slot,
     unsigned runs = hspt_slot_runs_around(slot, va_pfn, npages);
 
     hspt_whole_drop(&slot->whole, va_pfn, npages);
+    hspt_slot_unpark(sp, slot, va_pfn, npages);
     for (size_t i = 0; i < npages; i++) {
         if (test_and_clear_bit(va_pfn + i, slot->mapped)) {
             clear_bit(va_pfn + i, slot->writable);
@@ -422,7 +466,7 @@ static uint32_t hspt_slot_unmap_run(HsptSpace *sp, unsigned s,
     uint32_t before = slot->n_mapped;
 
     if (npages == 1) {
-        hspt_slot_unmap_page(sp, slot, hspt_slot_base(sp, s), va_pfn);
+        hspt_slot_unmap_page(sp, slot, hspt_slot_base(sp, s), va_pfn, true);
         return 1;
     }
     hspt_slot_rereserve(sp, s, va_pfn, npages);
@@ -545,22 +589,29 @@ static int hspt_block_cmp(const void *a, const void *b)
     return x->va_pfn < y->va_pfn ? -1 : x->va_pfn > y->va_pfn;
 }
 
-static void hspt_slot_flush(HsptSpace *sp, unsigned s)
+/*
+ * Unmap every page of slot S of SP. Parked pages are inaccessible already
+ * and may stay, unless WIPE: then the slot is left as one reservation
+ * (needed when the RAM layout changes, since no parked page may outlive
+ * the RAMBlock it maps, and to give VMAs back).
+ */
+static void hspt_slot_unmap_all(HsptSpace *sp, unsigned s, bool wipe)
 {
     HsptSlot *slot = &sp->slot[s];
     uint8_t *base = hspt_slot_base(sp, s);
     size_t npages = hspt_slot_pages();
 
+    wipe = wipe && slot->n_parked;
     hspt_slot_forget_blocks(slot);
     hspt_whole_reset(&slot->whole);
-    if (slot->n_mapped == 0) {
+    if (slot->n_mapped == 0 && !wipe) {
         return;
     }
     trace_hspt_flush_region(base, slot->n_mapped);
-    if (slot->n_mapped <= HSPT_FLUSH_PAGEWISE_MAX) {
+    if (slot->n_mapped <= HSPT_FLUSH_PAGEWISE_MAX && !wipe) {
         for (unsigned long pfn = hspt_slot_next_mapped(slot, 0);
              pfn < npages; pfn = hspt_slot_next_mapped(slot, pfn + 1)) {
-            hspt_slot_unmap_page(sp, slot, base, pfn);
+            hspt_slot_unmap_page(sp, slot, base, pfn, false);
         }
     } else {
         hspt_reserve_or_die(base, HSPT_GUEST_VA_SIZE);
@@ -571,16 +622,28 @@ static void hspt_slot_flush(HsptSpace *sp, unsigned s)
                          npages);
         slot->n_mapped = 0;
         slot->n_runs = 0;
+        if (slot->n_parked) {
+            bitmap_zero(slot->parked, npages);
+            qatomic_sub(&hspt_stats.parked_pages, slot->n_parked);
+            sp->n_parked -= slot->n_parked;
+            slot->n_parked = 0;
+        }
     }
     qatomic_inc(&hspt_stats.region_flushes);
 }
 
+static void hspt_slot_flush(HsptSpace *sp, unsigned s)
+{
+    hspt_slot_unmap_all(sp, s, false);
+}
+
+/* Flush SP and give back all its VMAs (also its parked pages'). */
 static void hspt_space_flush(HsptSpace *sp)
 {
     sp->stale = false;
     sp->n_deferred = 0;
     for (unsigned s = 0; s < hspt_nslots; s++) {
-        hspt_slot_flush(sp, s);
+        hspt_slot_unmap_all(sp, s, true);
     }
 }
 
@@ -672,7 +735,8 @@ static void hspt_queue_deferred(HsptCPU *hc, HsptSpace *sp)
                 .page = (uint64_t)va_pfn << bits, .npages = 1,
                 .mmu_idx = hspt_idx_of_slot[s], .page_flush = true };
         } else {
-            hspt_slot_unmap_page(sp, slot, hspt_slot_base(sp, s), va_pfn);
+            hspt_slot_unmap_page(sp, slot, hspt_slot_base(sp, s), va_pfn,
+                                 true);
             hspt_count_page_flush(sp, slot, va_pfn);
         }
     }
@@ -708,7 +772,8 @@ void hspt_unmap_page_locked(CPUState *cpu, int mmu_idx, uint64_t page)
             } else if (sp != hc->cur) {
                 hspt_defer_page_flush(sp, s, va_pfn);
             } else {
-                hspt_slot_unmap_page(sp, slot, hspt_slot_base(sp, s), va_pfn);
+                hspt_slot_unmap_page(sp, slot, hspt_slot_base(sp, s), va_pfn,
+                                     true);
                 hspt_count_page_flush(sp, slot, va_pfn);
             }
         }
@@ -949,14 +1014,16 @@ void hspt_flush_idx_locked(CPUState *cpu, uint16_t idxmap, bool full)
             sp->stale = sp->n_mapped != 0;
             continue;
         }
-        for (int idx = 0; idx < 16 && sp->n_mapped; idx++) {
+        for (int idx = 0; idx < 16 && (sp->n_mapped || sp->n_parked);
+             idx++) {
             if (!(idxmap & (1 << idx)) || hspt_slot_of_idx[idx] < 0) {
                 continue;
             }
             if (guest_tlbi_all) {
                 hspt_slot_flush_or_queue(hc, hspt_slot_of_idx[idx]);
             } else {
-                hspt_slot_flush(sp, hspt_slot_of_idx[idx]);
+                /* Maybe a new RAM layout (memory-map commit, reset). */
+                hspt_slot_unmap_all(sp, hspt_slot_of_idx[idx], full);
             }
         }
     }
@@ -1070,7 +1137,7 @@ void hspt_write_protect_host_locked(CPUState *cpu, uintptr_t host,
                 qatomic_inc(&hspt_stats.write_protects);
             } else {
                 hspt_slot_unmap_page(sp, &sp->slot[ref.slot], base,
-                                     ref.va_pfn);
+                                     ref.va_pfn, false);
             }
         }
         r->n = j;
@@ -1089,7 +1156,7 @@ static void hspt_evict(HsptCPU *hc)
     for (unsigned i = 0; i < hspt_nspaces; i++) {
         HsptSpace *sp = &hc->spaces[i];
 
-        if (sp != hc->cur && sp->n_mapped &&
+        if (sp != hc->cur && (sp->n_mapped || sp->n_parked) &&
             (!victim || sp->last_used < victim->last_used)) {
             victim = sp;
         }
@@ -1107,6 +1174,23 @@ static bool hspt_slot_maps_ram(HsptSlot *slot, uint32_t va_pfn, uint32_t rp,
 {
     for (size_t i = 0; i < npages; i++) {
         if (!test_bit(va_pfn + i, slot->mapped) ||
+            slot->ram_pfn[va_pfn + i] != rp + i) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/*
+ * True if the host pages of the NPAGES guest pages from VA_PFN map RAM
+ * pages RP... already, mapped or parked: only their rights may change.
+ */
+static bool hspt_slot_holds_ram(HsptSlot *slot, uint32_t va_pfn, uint32_t rp,
+                                size_t npages)
+{
+    for (size_t i = 0; i < npages; i++) {
+        if ((!test_bit(va_pfn + i, slot->mapped) &&
+             !test_bit(va_pfn + i, slot->parked)) ||
             slot->ram_pfn[va_pfn + i] != rp + i) {
             return false;
         }
@@ -1332,14 +1416,20 @@ HsptMapResult hspt_map_locked(CPUState *cpu, int mmu_idx, uint64_t va,
     } else if (npages == 1 && hspt_slot_page_isolated(slot, va_pfn)) {
         vmas = 0;
     }
-    if (hspt_slot_maps_ram(slot, va_pfn, rp, npages)) {
+    if (hspt_slot_holds_ram(slot, va_pfn, rp, npages)) {
         /*
          * Only the rights change (write protection at a guest fork, or
-         * lifted at the write fault after it): mprotect keeps the VMA and
-         * the host PTEs, which a MAP_FIXED mmap replaces; here it costs a
-         * fifth as much.
+         * lifted at the write fault after it, or a parked page refilled):
+         * mprotect keeps the VMA and the host PTEs, which a MAP_FIXED mmap
+         * replaces; here it costs a fifth as much.
          */
+        unsigned parked = slot->n_parked;
+
         failed = mprotect(addr, npages * psize, prot) < 0;
+        if (!failed) {
+            hspt_slot_unpark(sp, slot, va_pfn, npages);
+            qatomic_add(&hspt_stats.unparks, parked - slot->n_parked);
+        }
     } else {
         failed = mmap(addr, npages * psize, prot, MAP_SHARED | MAP_FIXED,
                       rb->fd, rb->fd_offset + offset) == MAP_FAILED;
@@ -1354,6 +1444,7 @@ HsptMapResult hspt_map_locked(CPUState *cpu, int mmu_idx, uint64_t va,
         hspt_slot_rereserve(sp, s, va_pfn, npages);
         goto out;
     }
+    hspt_slot_unpark(sp, slot, va_pfn, npages);
     runs = hspt_slot_runs_around(slot, va_pfn, npages);
     hspt_account_vmas(slot, vmas);
     hspt_whole_drop(&slot->whole, va_pfn, npages);
@@ -1717,9 +1808,13 @@ void hspt_format_info(GString *buf)
         "context, %" PRIu64 " spaces reassigned\n",
         STAT(switches), STAT(switch_hits), STAT(reassigns));
     g_string_append_printf(buf,
-        "live: %" PRIu64 " pages mapped, at most %" PRIu64 " VMAs "
-        "(budget %" PRIu64 ")\n",
-        STAT(mapped_pages), STAT(vmas), hspt_vma_budget);
+        "parked: %" PRIu64 " page flushes that made the page inaccessible "
+        "instead of unmapping its RAM page, %" PRIu64 " refills of a parked "
+        "page with the same RAM page\n", STAT(parks), STAT(unparks));
+    g_string_append_printf(buf,
+        "live: %" PRIu64 " pages mapped, %" PRIu64 " parked, at most %"
+        PRIu64 " VMAs (budget %" PRIu64 ")\n",
+        STAT(mapped_pages), STAT(parked_pages), STAT(vmas), hspt_vma_budget);
     g_string_append_printf(buf, "mmap errors: %" PRIu64 "\n",
                            STAT(mmap_errors));
 #undef STAT
