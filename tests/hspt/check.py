@@ -332,6 +332,51 @@ def stage_bare(t):
                   "refilled from parked=%s, see build/check/%s"
                   % (fills, hits, deferred, globals_kept, by_block, parks,
                      unparks, log))
+    check_bookkeeping_exhausted(t)
+
+
+def check_bookkeeping_exhausted(t):
+    """Out of memory for a new space's bookkeeping, HSPT warns and lets
+    contexts share the spaces it has, with the same guest results; without
+    memory for the first one QEMU exits with an error.
+
+    fail-mmap.so (LD_PRELOAD) fails the bookkeeping mmap() of every space
+    but each vCPU's first one.
+    """
+    shim = os.path.join(LOGDIR, "fail-mmap.so")
+    elf = os.path.join(LOGDIR, "tlbi-test-lpae.elf")
+    name = "bare: tlbi-test (lpae), hspt=on, no memory for more spaces"
+    rc, out = run(["cc", "-shared", "-fPIC", "-O2", "-Wall", "-Werror",
+                   "-o", shim, os.path.join(hsptguest.REPO, "tests", "hspt",
+                                            "faultinject", "fail-mmap.c"),
+                   "-ldl"], "bare-build-fail-mmap.log", timeout=300)
+    if rc != 0 or not os.path.exists(elf):
+        t.add(False, name, "see build/check/bare-build-fail-mmap.log")
+        return
+    log = "bare-tlbi-lpae-no-spaces.log"
+    # One slot's RAM-page array: 4 GiB of guest pages, 4 bytes each.
+    rc, out = run([hsptguest.QEMU_SYSTEM, "-M", "virt", "-cpu", "max",
+                   "-smp", "2", "-display", "none", "-monitor", "none",
+                   "-serial", "stdio", "-kernel", elf,
+                   "-accel", "tcg,hspt=on"], log, timeout=300,
+                  env={"QEMU_HSPT_STATS": "1", "LD_PRELOAD": shim,
+                       "HSPT_FAIL_MMAP_SIZE": str(4 << 20),
+                       "HSPT_FAIL_MMAP_AFTER": "6"})
+    unused = first_int(r"^mmap errors: \d+, (\d+) spaces left unused", out)
+    t.add(rc == 0 and "\nTLBI OK" in out and "FAIL" not in out and
+          unused > 0 and "out of memory for shadow bookkeeping" in out,
+          name, "rc=%d, spaces left unused=%d, see build/check/%s"
+          % (rc, unused, log))
+    # Not even a vCPU's first space: an error at startup, not a crash.
+    log = "bare-tlbi-lpae-no-space.log"
+    rc, out = run([hsptguest.QEMU_SYSTEM, "-M", "virt", "-cpu", "max",
+                   "-display", "none", "-monitor", "none", "-serial", "stdio",
+                   "-kernel", elf, "-accel", "tcg,hspt=on"], log, timeout=300,
+                  env={"LD_PRELOAD": shim, "HSPT_FAIL_MMAP_SIZE": str(4 << 20),
+                       "HSPT_FAIL_MMAP_AFTER": "0"})
+    t.add(rc == 1 and "cannot allocate shadow bookkeeping for vCPU 0" in out,
+          "bare: hspt=on without memory for any space exits with an error",
+          "rc=%d, see build/check/%s" % (rc, log))
 
 
 def load_expected():

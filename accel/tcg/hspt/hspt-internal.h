@@ -150,6 +150,7 @@ typedef struct HsptStats {
     uint64_t switches;
     uint64_t switch_hits;
     uint64_t reassigns;
+    uint64_t space_alloc_failures;
     uint64_t asid_flushes;
     uint64_t asid_kept_global;
     uint64_t softmmu_tbs;

@@ -129,40 +129,6 @@ static void hspt_reserve_or_die(void *addr, size_t len)
     }
 }
 
-/* Bookkeeping is allocated when a space is first used. */
-static void hspt_space_alloc(HsptSpace *sp)
-{
-    size_t npages = hspt_slot_pages();
-
-    if (sp->slot[0].mapped) {
-        return;
-    }
-    for (unsigned s = 0; s < hspt_nslots; s++) {
-        HsptSlot *slot = &sp->slot[s];
-        void *p = mmap(NULL, npages * sizeof(uint32_t),
-                       PROT_READ | PROT_WRITE,
-                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-
-        if (p == MAP_FAILED) {
-            error_report("hspt: out of memory for shadow bookkeeping");
-            abort();
-        }
-        slot->ram_pfn = p;
-        p = mmap(NULL, npages, PROT_READ | PROT_WRITE,
-                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-        if (p == MAP_FAILED) {
-            error_report("hspt: out of memory for shadow bookkeeping");
-            abort();
-        }
-        slot->page_flushes = p;
-        slot->mapped = bitmap_new(npages);
-        slot->mapped_summary = bitmap_new(BITS_TO_LONGS(npages));
-        slot->writable = bitmap_new(npages);
-        slot->global = bitmap_new(npages);
-        slot->parked = bitmap_new(npages);
-    }
-}
-
 static void hspt_space_free(HsptSpace *sp)
 {
     for (unsigned s = 0; s < hspt_nslots; s++) {
@@ -170,6 +136,8 @@ static void hspt_space_free(HsptSpace *sp)
 
         if (slot->ram_pfn) {
             munmap(slot->ram_pfn, hspt_slot_pages() * sizeof(uint32_t));
+        }
+        if (slot->page_flushes) {
             munmap(slot->page_flushes, hspt_slot_pages());
         }
         g_free(slot->mapped);
@@ -177,7 +145,71 @@ static void hspt_space_free(HsptSpace *sp)
         g_free(slot->writable);
         g_free(slot->global);
         g_free(slot->parked);
+        slot->ram_pfn = NULL;
+        slot->page_flushes = NULL;
+        slot->mapped = slot->mapped_summary = NULL;
+        slot->writable = slot->global = slot->parked = NULL;
     }
+}
+
+static void *hspt_bookkeeping_alloc(size_t size)
+{
+    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+
+    return p == MAP_FAILED ? NULL : p;
+}
+
+/*
+ * Bookkeeping is allocated when a space is first used (about 11 MiB of
+ * address space per slot, touched only where pages are mapped). False if
+ * there is not enough memory: the space stays unused.
+ */
+static bool hspt_space_alloc(HsptSpace *sp)
+{
+    size_t npages = hspt_slot_pages();
+
+    if (sp->slot[0].mapped) {
+        return true;
+    }
+    for (unsigned s = 0; s < hspt_nslots; s++) {
+        HsptSlot *slot = &sp->slot[s];
+
+        slot->ram_pfn = hspt_bookkeeping_alloc(npages * sizeof(uint32_t));
+        slot->page_flushes = hspt_bookkeeping_alloc(npages);
+        slot->mapped = bitmap_try_new(npages);
+        slot->mapped_summary = bitmap_try_new(BITS_TO_LONGS(npages));
+        slot->writable = bitmap_try_new(npages);
+        slot->global = bitmap_try_new(npages);
+        slot->parked = bitmap_try_new(npages);
+        if (!slot->ram_pfn || !slot->page_flushes || !slot->mapped ||
+            !slot->mapped_summary || !slot->writable || !slot->global ||
+            !slot->parked) {
+            hspt_space_free(sp);
+            return false;
+        }
+    }
+    return true;
+}
+
+/*
+ * The least recently used space other than the current one that has its
+ * bookkeeping, else the current one: where a context goes when no other
+ * space can be set up.
+ */
+static HsptSpace *hspt_lru_allocated_space(HsptCPU *hc)
+{
+    HsptSpace *lru = NULL;
+
+    for (unsigned i = 0; i < hspt_nspaces; i++) {
+        HsptSpace *sp = &hc->spaces[i];
+
+        if (sp != hc->cur && sp->slot[0].mapped &&
+            (!lru || sp->last_used < lru->last_used)) {
+            lru = sp;
+        }
+    }
+    return lru ? lru : hc->cur;
 }
 
 static void hspt_set_gs(void *base)
@@ -218,7 +250,11 @@ void hspt_cpu_init(CPUState *cpu)
         hc->spaces[i].base = hc->base + i * hspt_space_size();
     }
     hc->cur = &hc->spaces[0];
-    hspt_space_alloc(hc->cur);
+    if (!hspt_space_alloc(hc->cur)) {
+        error_report("hspt: cannot allocate shadow bookkeeping for vCPU %d",
+                     cpu->cpu_index);
+        exit(1);
+    }
     hc->reval = g_new(HsptRevalidate, HSPT_REVALIDATE_MAX);
     hc->reval_work = g_new(HsptRevalidate, HSPT_REVALIDATE_MAX);
     hc->reval_failed = g_new(uint32_t, HSPT_REVALIDATE_MAX);
@@ -1566,7 +1602,12 @@ void hspt_context_switch(CPUState *cpu, const HsptContextKey *key)
                 next = sp;
             }
         }
-        hspt_space_alloc(next);
+        if (!hspt_space_alloc(next)) {
+            warn_report_once("hspt: out of memory for shadow bookkeeping; "
+                             "contexts share the spaces set up so far");
+            qatomic_inc(&hspt_stats.space_alloc_failures);
+            next = hspt_lru_allocated_space(hc);
+        }
         if (next->n_mapped) {
             /*
              * Another context's pages: revalidated under the new one below
@@ -1815,8 +1856,10 @@ void hspt_format_info(GString *buf)
         "live: %" PRIu64 " pages mapped, %" PRIu64 " parked, at most %"
         PRIu64 " VMAs (budget %" PRIu64 ")\n",
         STAT(mapped_pages), STAT(parked_pages), STAT(vmas), hspt_vma_budget);
-    g_string_append_printf(buf, "mmap errors: %" PRIu64 "\n",
-                           STAT(mmap_errors));
+    g_string_append_printf(buf,
+        "mmap errors: %" PRIu64 ", %" PRIu64 " spaces left unused for lack "
+        "of memory for their bookkeeping\n",
+        STAT(mmap_errors), STAT(space_alloc_failures));
 #undef STAT
 
     qemu_mutex_lock(&hspt_lock);
