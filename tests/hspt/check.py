@@ -335,23 +335,33 @@ def stage_bare(t):
     check_bookkeeping_exhausted(t)
 
 
+def preload_library():
+    """Build tests/hspt/faultinject/preload.c (an LD_PRELOAD library that
+    fakes host failures) once; its path, or None if it does not build."""
+    shim = os.path.join(LOGDIR, "hspt-preload.so")
+    if not os.path.exists(shim):
+        rc, _ = run(["cc", "-shared", "-fPIC", "-O2", "-Wall", "-Werror",
+                     "-o", shim, os.path.join(hsptguest.REPO, "tests", "hspt",
+                                              "faultinject", "preload.c"),
+                     "-ldl"], "build-preload.log", timeout=300)
+        if rc != 0:
+            return None
+    return shim
+
+
 def check_bookkeeping_exhausted(t):
     """Out of memory for a new space's bookkeeping, HSPT warns and lets
     contexts share the spaces it has, with the same guest results; without
     memory for the first one QEMU exits with an error.
 
-    fail-mmap.so (LD_PRELOAD) fails the bookkeeping mmap() of every space
+    hspt-preload.so (LD_PRELOAD) fails the bookkeeping mmap() of every space
     but each vCPU's first one.
     """
-    shim = os.path.join(LOGDIR, "fail-mmap.so")
+    shim = preload_library()
     elf = os.path.join(LOGDIR, "tlbi-test-lpae.elf")
     name = "bare: tlbi-test (lpae), hspt=on, no memory for more spaces"
-    rc, out = run(["cc", "-shared", "-fPIC", "-O2", "-Wall", "-Werror",
-                   "-o", shim, os.path.join(hsptguest.REPO, "tests", "hspt",
-                                            "faultinject", "fail-mmap.c"),
-                   "-ldl"], "bare-build-fail-mmap.log", timeout=300)
-    if rc != 0 or not os.path.exists(elf):
-        t.add(False, name, "see build/check/bare-build-fail-mmap.log")
+    if not shim or not os.path.exists(elf):
+        t.add(False, name, "see build/check/build-preload.log")
         return
     log = "bare-tlbi-lpae-no-spaces.log"
     # One slot's RAM-page array: 4 GiB of guest pages, 4 bytes each.
@@ -458,6 +468,7 @@ def stage_guest(t, jobs):
     check_sites_return(t)
     check_short_switch_revalidates(t)
     check_vma_estimate(t)
+    check_vma_budget(t, exp)
 
 
 def boot_hspt_stats(logname, workloads, kernel="lpae-6.1"):
@@ -632,6 +643,44 @@ def check_vma_estimate(t):
           "guest: lpae-6.1 hspt: the VMA estimate bounds the shadow's VMAs",
           "%d samples, worst excess %s VMAs%s; see %s"
           % (samples, worst, ", " + error if error else "", log))
+
+
+def check_vma_budget(t, exp):
+    """The VMA budget follows vm.max_map_count, faked by the preload
+    library: below 8192 hspt=on refuses to start; at 8192 (a budget of 4096
+    VMAs, less than the workloads use) spaces are evicted and the guest
+    results stay the same."""
+    shim = preload_library()
+    if not shim:
+        t.add(False, "guest: VMA budget", "see build/check/build-preload.log")
+        return
+    try:
+        p = subprocess.run([hsptguest.QEMU_SYSTEM, "-M", "virt", "-display",
+                            "none", "-nic", "none", "-accel", "tcg,hspt=on"],
+                           capture_output=True, text=True, timeout=60,
+                           stdin=subprocess.DEVNULL,
+                           env=dict(os.environ, LD_PRELOAD=shim,
+                                    HSPT_FAKE_MAX_MAP_COUNT="4096\n"))
+        rc, err = p.returncode, p.stderr.strip()
+    except subprocess.TimeoutExpired:
+        rc, err = -1, "QEMU started (killed after 60 s)"
+    t.add(rc == 1 and "hspt=on needs vm.max_map_count >= 8192 (it is 4096)"
+          in err, "cli: hspt=on refuses a vm.max_map_count below 8192",
+          "rc=%d: %s" % (rc, err))
+    workloads = ["forkstorm", "cow", "mmapchurn", "shpipe"]
+    log = "guest-vma-budget.log"
+    with open(os.path.join(LOGDIR, log), "w") as f:
+        res = hsptguest.boot("lpae-6.1", workloads, log=f,
+                             extra_args=["-accel", "tcg,hspt=on"],
+                             env={"QEMU_HSPT_STATS": "1", "LD_PRELOAD": shim,
+                                  "HSPT_FAKE_MAX_MAP_COUNT": "8192\n"})
+    check_boot(t, "lpae-6.1 hspt, VMA budget 4096", res, workloads, exp)
+    evictions = first_int(r"(\d+) evictions for the VMA budget", res.console)
+    budget = first_int(r"VMAs \(budget (\d+)\)", res.console)
+    t.add(res.ok and budget == 4096 and evictions > 0,
+          "guest: lpae-6.1 hspt: a small VMA budget evicts spaces",
+          "budget %d, %d evictions; see build/check/%s"
+          % (budget, evictions, log))
 
 
 def update_expected():

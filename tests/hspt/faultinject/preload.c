@@ -1,0 +1,80 @@
+/*
+ * qemu-hspt test helper, loaded into QEMU with LD_PRELOAD, to make the
+ * host misbehave in ways a test cannot arrange otherwise:
+ *
+ * HSPT_FAIL_MMAP_SIZE=N, HSPT_FAIL_MMAP_AFTER=K: anonymous read-write
+ *   MAP_NORESERVE mmap() calls of exactly N bytes fail with ENOMEM once K
+ *   of them succeeded (the shadow bookkeeping of a space; see
+ *   hspt_space_alloc()).
+ * HSPT_FAKE_MAX_MAP_COUNT=TEXT: g_file_get_contents() of
+ *   /proc/sys/vm/max_map_count returns TEXT (the VMA budget).
+ *
+ * Without those variables every call goes through unchanged.
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/types.h>
+
+typedef void *mmap_fn(void *, size_t, int, int, int, off_t);
+/* glib's, without its headers: gboolean is int, gsize size_t */
+typedef int get_contents_fn(const char *, char **, size_t *, void **);
+
+/* QEMU is built with _FILE_OFFSET_BITS=64: its calls bind to mmap64. */
+void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
+{
+    return mmap64(addr, len, prot, flags, fd, off);
+}
+
+void *mmap64(void *addr, size_t len, int prot, int flags, int fd, off_t off)
+{
+    static mmap_fn *real_mmap;
+    static long size = -1, allowed;
+    const int match = MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE;
+
+    if (!real_mmap) {
+        real_mmap = (mmap_fn *)dlsym(RTLD_NEXT, "mmap64");
+    }
+    if (size < 0) {
+        const char *s = getenv("HSPT_FAIL_MMAP_SIZE");
+        const char *a = getenv("HSPT_FAIL_MMAP_AFTER");
+
+        size = s ? atol(s) : 0;
+        allowed = a ? atol(a) : 0;
+    }
+    if (size && (long)len == size && !addr &&
+        prot == (PROT_READ | PROT_WRITE) && flags == match) {
+        if (__atomic_fetch_sub(&allowed, 1, __ATOMIC_SEQ_CST) <= 0) {
+            errno = ENOMEM;
+            return MAP_FAILED;
+        }
+    }
+    return real_mmap(addr, len, prot, flags, fd, off);
+}
+
+int g_file_get_contents(const char *filename, char **contents,
+                        size_t *length, void **error)
+{
+    static get_contents_fn *real_get_contents;
+    const char *fake = getenv("HSPT_FAKE_MAX_MAP_COUNT");
+
+    if (fake && !strcmp(filename, "/proc/sys/vm/max_map_count")) {
+        /* g_free() is free() since glib 2.46 */
+        *contents = strdup(fake);
+        if (length) {
+            *length = strlen(fake);
+        }
+        return 1;
+    }
+    if (!real_get_contents) {
+        real_get_contents = (get_contents_fn *)dlsym(RTLD_NEXT,
+                                                     "g_file_get_contents");
+    }
+    return real_get_contents(filename, contents, length, error);
+}
