@@ -193,18 +193,17 @@ static bool hspt_space_alloc(HsptSpace *sp)
 }
 
 /*
- * The least recently used space other than the current one that has its
- * bookkeeping, else the current one: where a context goes when no other
- * space can be set up.
+ * The least recently used space other than the current one (only among
+ * those with their bookkeeping if SET_UP), else the current one.
  */
-static HsptSpace *hspt_lru_allocated_space(HsptCPU *hc)
+static HsptSpace *hspt_lru_space(HsptCPU *hc, bool set_up)
 {
     HsptSpace *lru = NULL;
 
     for (unsigned i = 0; i < hspt_nspaces; i++) {
         HsptSpace *sp = &hc->spaces[i];
 
-        if (sp != hc->cur && sp->slot[0].mapped &&
+        if (sp != hc->cur && (!set_up || sp->slot[0].mapped) &&
             (!lru || sp->last_used < lru->last_used)) {
             lru = sp;
         }
@@ -440,20 +439,27 @@ static void hspt_slot_unmap_page(HsptSpace *sp, HsptSlot *slot,
     qatomic_inc(&hspt_stats.page_flushes);
 }
 
-/* The parked pages of [VA_PFN, VA_PFN + NPAGES) were mapped over. */
-static void hspt_slot_unpark(HsptSpace *sp, HsptSlot *slot, uint32_t va_pfn,
-                             size_t npages)
+/*
+ * The parked pages of [VA_PFN, VA_PFN + NPAGES) were mapped over; returns
+ * how many there were.
+ */
+static unsigned hspt_slot_unpark(HsptSpace *sp, HsptSlot *slot,
+                                 uint32_t va_pfn, size_t npages)
 {
+    unsigned n = 0;
+
     if (!slot->n_parked) {
-        return;
+        return 0;
     }
     for (size_t i = 0; i < npages; i++) {
         if (test_and_clear_bit(va_pfn + i, slot->parked)) {
             slot->n_parked--;
             sp->n_parked--;
             qatomic_dec(&hspt_stats.parked_pages);
+            n++;
         }
     }
+    return n;
 }
 
 /*
@@ -1387,8 +1393,8 @@ HsptMapResult hspt_map_locked(CPUState *cpu, int mmu_idx, uint64_t va,
     uint32_t rp;
     RAMBlock *rb;
     HsptMapResult ret = HSPT_MAP_REFUSED;
-    bool failed;
-    unsigned vmas = 2, runs;
+    bool failed, rights_only;
+    unsigned vmas = 2, runs, unparked;
     int prot = PROT_READ | (writable ? PROT_WRITE : 0);
 
     if (s < 0) {
@@ -1452,20 +1458,15 @@ HsptMapResult hspt_map_locked(CPUState *cpu, int mmu_idx, uint64_t va,
     } else if (npages == 1 && hspt_slot_page_isolated(slot, va_pfn)) {
         vmas = 0;
     }
-    if (hspt_slot_holds_ram(slot, va_pfn, rp, npages)) {
-        /*
-         * Only the rights change (write protection at a guest fork, or
-         * lifted at the write fault after it, or a parked page refilled):
-         * mprotect keeps the VMA and the host PTEs, which a MAP_FIXED mmap
-         * replaces; here it costs a fifth as much.
-         */
-        unsigned parked = slot->n_parked;
-
+    /*
+     * Only the rights change (write protection at a guest fork, or lifted
+     * at the write fault after it, or a parked page refilled): mprotect
+     * keeps the VMA and the host PTEs, which a MAP_FIXED mmap replaces;
+     * here it costs a fifth as much.
+     */
+    rights_only = hspt_slot_holds_ram(slot, va_pfn, rp, npages);
+    if (rights_only) {
         failed = mprotect(addr, npages * psize, prot) < 0;
-        if (!failed) {
-            hspt_slot_unpark(sp, slot, va_pfn, npages);
-            qatomic_add(&hspt_stats.unparks, parked - slot->n_parked);
-        }
     } else {
         failed = mmap(addr, npages * psize, prot, MAP_SHARED | MAP_FIXED,
                       rb->fd, rb->fd_offset + offset) == MAP_FAILED;
@@ -1480,7 +1481,10 @@ HsptMapResult hspt_map_locked(CPUState *cpu, int mmu_idx, uint64_t va,
         hspt_slot_rereserve(sp, s, va_pfn, npages);
         goto out;
     }
-    hspt_slot_unpark(sp, slot, va_pfn, npages);
+    unparked = hspt_slot_unpark(sp, slot, va_pfn, npages);
+    if (rights_only) {
+        qatomic_add(&hspt_stats.unparks, unparked);
+    }
     runs = hspt_slot_runs_around(slot, va_pfn, npages);
     hspt_account_vmas(slot, vmas);
     hspt_whole_drop(&slot->whole, va_pfn, npages);
@@ -1594,19 +1598,12 @@ void hspt_context_switch(CPUState *cpu, const HsptContextKey *key)
     hit = next != NULL;
     if (!next) {
         /* Reuse the least recently used space (with one space: this one). */
-        for (unsigned i = 0; i < hspt_nspaces; i++) {
-            HsptSpace *sp = &hc->spaces[i];
-
-            if ((sp != hc->cur || hspt_nspaces == 1) &&
-                (!next || sp->last_used < next->last_used)) {
-                next = sp;
-            }
-        }
+        next = hspt_lru_space(hc, false);
         if (!hspt_space_alloc(next)) {
             warn_report_once("hspt: out of memory for shadow bookkeeping; "
                              "contexts share the spaces set up so far");
             qatomic_inc(&hspt_stats.space_alloc_failures);
-            next = hspt_lru_allocated_space(hc);
+            next = hspt_lru_space(hc, true);
         }
         if (next->n_mapped) {
             /*
