@@ -276,6 +276,15 @@ def first_int(pattern, text, default=0):
     return int(m.group(1)) if m else default
 
 
+def run_tlbi_test(elf, accel, log, env, smp=2):
+    """Run the bare-metal tlbi-test ELF on -M virt with ACCEL (arguments),
+    SMP vCPUs and ENV added; return (rc, output) as run() does."""
+    return run([hsptguest.QEMU_SYSTEM, "-M", "virt", "-cpu", "max",
+                "-smp", str(smp), "-display", "none", "-monitor", "none",
+                "-serial", "stdio", "-kernel", elf] + accel,
+               log, timeout=300, env=env)
+
+
 def stage_bare(t):
     """tlbi-test on two vCPUs (MTTCG): no stale translation after a TLBI,
     with short-descriptor and with LPAE page tables."""
@@ -297,10 +306,7 @@ def stage_bare(t):
         for label, accel in BARE_CONFIGS:
             name = "tlbi-test (%s), %s" % (fmt, label)
             log = "bare-tlbi-%s-%s.log" % (fmt, label.replace("=", "-"))
-            rc, out = run([hsptguest.QEMU_SYSTEM, "-M", "virt", "-cpu", "max",
-                           "-smp", "2", "-display", "none", "-monitor", "none",
-                           "-serial", "stdio", "-kernel", elf] + accel,
-                          log, timeout=300, env={"QEMU_HSPT_STATS": "1"})
+            rc, out = run_tlbi_test(elf, accel, log, {"QEMU_HSPT_STATS": "1"})
             t.add(rc == 0 and "\nTLBI OK" in out and "FAIL" not in out,
                   "bare: %s, 2 vCPUs" % name,
                   "rc=%d, see build/check/%s" % (rc, log))
@@ -365,13 +371,10 @@ def check_bookkeeping_exhausted(t):
         return
     log = "bare-tlbi-lpae-no-spaces.log"
     # One slot's RAM-page array: 4 GiB of guest pages, 4 bytes each.
-    rc, out = run([hsptguest.QEMU_SYSTEM, "-M", "virt", "-cpu", "max",
-                   "-smp", "2", "-display", "none", "-monitor", "none",
-                   "-serial", "stdio", "-kernel", elf,
-                   "-accel", "tcg,hspt=on"], log, timeout=300,
-                  env={"QEMU_HSPT_STATS": "1", "LD_PRELOAD": shim,
-                       "HSPT_FAIL_MMAP_SIZE": str(4 << 20),
-                       "HSPT_FAIL_MMAP_AFTER": "6"})
+    fail_env = {"LD_PRELOAD": shim, "HSPT_FAIL_MMAP_SIZE": str(4 << 20)}
+    rc, out = run_tlbi_test(elf, ["-accel", "tcg,hspt=on"], log,
+                            dict(fail_env, QEMU_HSPT_STATS="1",
+                                 HSPT_FAIL_MMAP_AFTER="6"))
     unused = first_int(r"^mmap errors: \d+, (\d+) spaces left unused", out)
     t.add(rc == 0 and "\nTLBI OK" in out and "FAIL" not in out and
           unused > 0 and "out of memory for shadow bookkeeping" in out,
@@ -379,11 +382,8 @@ def check_bookkeeping_exhausted(t):
           % (rc, unused, log))
     # Not even a vCPU's first space: an error at startup, not a crash.
     log = "bare-tlbi-lpae-no-space.log"
-    rc, out = run([hsptguest.QEMU_SYSTEM, "-M", "virt", "-cpu", "max",
-                   "-display", "none", "-monitor", "none", "-serial", "stdio",
-                   "-kernel", elf, "-accel", "tcg,hspt=on"], log, timeout=300,
-                  env={"LD_PRELOAD": shim, "HSPT_FAIL_MMAP_SIZE": str(4 << 20),
-                       "HSPT_FAIL_MMAP_AFTER": "0"})
+    rc, out = run_tlbi_test(elf, ["-accel", "tcg,hspt=on"], log,
+                            dict(fail_env, HSPT_FAIL_MMAP_AFTER="0"), smp=1)
     t.add(rc == 1 and "cannot allocate shadow bookkeeping for vCPU 0" in out,
           "bare: hspt=on without memory for any space exits with an error",
           "rc=%d, see build/check/%s" % (rc, log))
@@ -471,13 +471,14 @@ def stage_guest(t, jobs):
     check_vma_budget(t, exp)
 
 
-def boot_hspt_stats(logname, workloads, kernel="lpae-6.1"):
+def boot_hspt_stats(logname, workloads, kernel="lpae-6.1", env=None):
     """Boot KERNEL with hspt=on running WORKLOADS, with the HSPT
-    counters printed at exit (in res.console); log to LOGNAME."""
+    counters printed at exit (in res.console) and ENV added; log to
+    LOGNAME."""
     with open(os.path.join(LOGDIR, logname), "w") as f:
         return hsptguest.boot(kernel, workloads, log=f,
                               extra_args=["-accel", "tcg,hspt=on"],
-                              env={"QEMU_HSPT_STATS": "1"})
+                              env=dict(env or {}, QEMU_HSPT_STATS="1"))
 
 
 def check_fault_ahead(t):
@@ -669,11 +670,9 @@ def check_vma_budget(t, exp):
           "rc=%d: %s" % (rc, err))
     workloads = ["forkstorm", "cow", "mmapchurn", "shpipe"]
     log = "guest-vma-budget.log"
-    with open(os.path.join(LOGDIR, log), "w") as f:
-        res = hsptguest.boot("lpae-6.1", workloads, log=f,
-                             extra_args=["-accel", "tcg,hspt=on"],
-                             env={"QEMU_HSPT_STATS": "1", "LD_PRELOAD": shim,
-                                  "HSPT_FAKE_MAX_MAP_COUNT": "8192\n"})
+    res = boot_hspt_stats(log, workloads,
+                          env={"LD_PRELOAD": shim,
+                               "HSPT_FAKE_MAX_MAP_COUNT": "8192\n"})
     check_boot(t, "lpae-6.1 hspt, VMA budget 4096", res, workloads, exp)
     evictions = first_int(r"(\d+) evictions for the VMA budget", res.console)
     budget = first_int(r"VMAs \(budget (\d+)\)", res.console)
