@@ -455,4 +455,63 @@ static inline bool hspt_flush_count_inc(uint8_t *e, uint8_t gen,
     return false;
 }
 
+/*
+ * Contexts seen recently that hold no shadow space yet, with when each was
+ * first seen (host ns). A context is young for PERIOD ns after that, and
+ * one not seen for longer than PERIOD starts over: a process that died
+ * leaves its ASID to a new one.
+ */
+#define HSPT_YOUNG_KEY_WORDS 3
+#define HSPT_YOUNG_MAX 16
+
+typedef struct HsptYoung {
+    uint64_t key[HSPT_YOUNG_KEY_WORDS];
+    int64_t born;
+    int64_t last_seen;
+    bool valid;
+} HsptYoung;
+
+static inline HsptYoung *hspt_young_find(HsptYoung *tab, const uint64_t *key)
+{
+    for (unsigned i = 0; i < HSPT_YOUNG_MAX; i++) {
+        if (tab[i].valid &&
+            !memcmp(tab[i].key, key, sizeof(tab[i].key))) {
+            return &tab[i];
+        }
+    }
+    return NULL;
+}
+
+/*
+ * KEY is current at NOW. True while it is young; once it is not, its entry
+ * is dropped (the context gets a space of its own). A new key takes a free
+ * entry or the one seen least recently.
+ */
+static inline bool hspt_young_seen(HsptYoung *tab, const uint64_t *key,
+                                   int64_t now, int64_t period)
+{
+    HsptYoung *y = hspt_young_find(tab, key);
+
+    if (!y) {
+        y = &tab[0];
+        for (unsigned i = 0; i < HSPT_YOUNG_MAX && y->valid; i++) {
+            if (!tab[i].valid || tab[i].last_seen < y->last_seen) {
+                y = &tab[i];
+            }
+        }
+        memcpy(y->key, key, sizeof(y->key));
+        y->valid = false;
+    }
+    if (!y->valid || now - y->last_seen > period) {
+        y->born = now;
+        y->valid = true;
+    }
+    y->last_seen = now;
+    if (now - y->born < period) {
+        return true;
+    }
+    y->valid = false;
+    return false;
+}
+
 #endif

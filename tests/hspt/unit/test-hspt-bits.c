@@ -451,6 +451,67 @@ static void test_sort_unique_runs(void)
     g_assert_cmpuint(hspt_sort_unique(v, 0), ==, 0);
 }
 
+static void young_key(uint64_t *key, uint64_t asid)
+{
+    key[0] = 0x80000000;        /* TTBCR.EAE */
+    key[1] = asid;
+    key[2] = 0;
+}
+
+static void test_young_grows_up(void)
+{
+    HsptYoung tab[HSPT_YOUNG_MAX] = {};
+    uint64_t a[HSPT_YOUNG_KEY_WORDS], b[HSPT_YOUNG_KEY_WORDS];
+
+    young_key(a, 1);
+    young_key(b, 2);
+    g_assert_true(hspt_young_seen(tab, a, 0, 2000));
+    g_assert_true(hspt_young_seen(tab, b, 500, 2000));
+    g_assert_true(hspt_young_seen(tab, a, 1999, 2000));
+    /* Its time is up: no longer young, and the entry is gone. */
+    g_assert_false(hspt_young_seen(tab, a, 2000, 2000));
+    g_assert_null(hspt_young_find(tab, a));
+    g_assert_nonnull(hspt_young_find(tab, b));
+}
+
+static void test_young_gap_starts_over(void)
+{
+    HsptYoung tab[HSPT_YOUNG_MAX] = {};
+    uint64_t a[HSPT_YOUNG_KEY_WORDS];
+
+    young_key(a, 7);
+    g_assert_true(hspt_young_seen(tab, a, 0, 2000));
+    /* Not seen for longer than the period: a new process with its ASID. */
+    g_assert_true(hspt_young_seen(tab, a, 10000, 2000));
+    g_assert_true(hspt_young_seen(tab, a, 11999, 2000));
+    g_assert_false(hspt_young_seen(tab, a, 12000, 2000));
+}
+
+static void test_young_replaces_least_recent(void)
+{
+    HsptYoung tab[HSPT_YOUNG_MAX] = {};
+    uint64_t k[HSPT_YOUNG_KEY_WORDS];
+
+    for (unsigned i = 0; i < HSPT_YOUNG_MAX; i++) {
+        young_key(k, i);
+        g_assert_true(hspt_young_seen(tab, k, 100 + i, 2000));
+    }
+    young_key(k, 0);
+    g_assert_true(hspt_young_seen(tab, k, 200, 2000));   /* 0 seen again */
+    young_key(k, 99);
+    g_assert_true(hspt_young_seen(tab, k, 201, 2000));   /* replaces 1 */
+    young_key(k, 1);
+    g_assert_null(hspt_young_find(tab, k));
+    for (unsigned i = 0; i < HSPT_YOUNG_MAX; i++) {
+        young_key(k, i);
+        if (i != 1) {
+            g_assert_nonnull(hspt_young_find(tab, k));
+        }
+    }
+    young_key(k, 0);
+    g_assert_cmpint(hspt_young_find(tab, k)->born, ==, 100);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -483,5 +544,9 @@ int main(int argc, char **argv)
     g_test_add_func("/hspt/whole/many-blocks", test_whole_many_blocks);
     g_test_add_func("/hspt/whole/aligned-only", test_whole_aligned_only);
     g_test_add_func("/hspt/partial/credit", test_partial_credit);
+    g_test_add_func("/hspt/young/grows-up", test_young_grows_up);
+    g_test_add_func("/hspt/young/gap-starts-over", test_young_gap_starts_over);
+    g_test_add_func("/hspt/young/replaces-least-recent",
+                    test_young_replaces_least_recent);
     return g_test_run();
 }
