@@ -27,6 +27,7 @@ HsptConfig hspt_config = {
     .organisation = HSPT_SPT_GROUP,
     .groups = HSPT_DEFAULT_GROUPS,
     .window = HSPT_DEFAULT_WINDOW,
+    .nursery_us = HSPT_DEFAULT_NURSERY_US,
 };
 
 static const char *const hspt_organisation_names[] = {
@@ -79,6 +80,9 @@ static HsptUintOption hspt_groups_option = {
 };
 static HsptUintOption hspt_window_option = {
     &hspt_config.window, 0, HSPT_MAX_WINDOW
+};
+static HsptUintOption hspt_nursery_option = {
+    &hspt_config.nursery_us, 0, HSPT_MAX_NURSERY_US
 };
 
 static void hspt_get_uint(Object *obj, Visitor *v, const char *name,
@@ -144,6 +148,12 @@ void hspt_accel_class_init(ObjectClass *oc)
         "Prefill window: kernel-view pages of the previous space mapped "
         "into a fresh space at a context switch (0-1024, default 256, "
         "0: no prefill)");
+    object_class_property_add(oc, "hspt-nursery", "uint32", hspt_get_uint,
+                              hspt_set_uint, NULL, &hspt_nursery_option);
+    object_class_property_set_description(oc, "hspt-nursery",
+        "Microseconds that a new guest context runs on softmmu-only code "
+        "before it gets a shadow space (0-1000000, default 0: at once; "
+        "2000 suits LPAE guests that fork a lot)");
 }
 
 int hspt_init_machine(MachineState *ms, Error **errp)

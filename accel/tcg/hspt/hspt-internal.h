@@ -108,6 +108,10 @@ typedef struct HsptCPU {
     size_t size;
     HsptSpace *spaces;
     HsptSpace *cur;
+    /* Where young contexts run, on softmmu-only code; NULL if none. */
+    HsptSpace *nursery;
+    HsptYoung young[HSPT_YOUNG_MAX];
+    HsptSpace *last_grown;      /* the last current space but the nursery */
     uint64_t clock;
     bool in_context_switch;     /* the running tlb_flush is a switch */
     /* ASIDs whose TLBIASID is waiting for its softmmu full flush */
@@ -149,6 +153,8 @@ typedef struct HsptStats {
     uint64_t parked_pages;
     uint64_t switches;
     uint64_t switch_hits;
+    uint64_t nursery_switches;
+    uint64_t nursery_promotions;
     uint64_t reassigns;
     uint64_t space_alloc_failures;
     uint64_t asid_flushes;

@@ -17,6 +17,7 @@
 #include "exec/cpu-common.h"
 #include "exec/ramblock.h"
 #include "exec/target_page.h"
+#include "exec/translation-block.h"
 #include "../tb-context.h"
 #include "hspt.h"
 #include "hspt-internal.h"
@@ -68,6 +69,9 @@ static HsptCPU *hspt_cpus;
 static unsigned hspt_max_cpus;
 static unsigned hspt_nslots;
 static unsigned hspt_nspaces;
+/* hspt_nspaces plus the nursery, if there is one: what coherence covers. */
+static unsigned hspt_nspaces_all;
+static int64_t hspt_nursery_ns;
 static uint64_t hspt_vma_budget;
 static struct sigaction hspt_prev_segv;
 static bool hspt_have_wrgsbase;
@@ -231,7 +235,7 @@ static void hspt_set_gs(void *base)
 void hspt_cpu_init(CPUState *cpu)
 {
     HsptCPU *hc = hspt_cpu(cpu);
-    size_t size = hspt_nspaces * hspt_space_size();
+    size_t size = hspt_nspaces_all * hspt_space_size();
     void *p;
 
     p = mmap(NULL, size, PROT_NONE,
@@ -244,15 +248,25 @@ void hspt_cpu_init(CPUState *cpu)
     }
     hc->base = p;
     hc->size = size;
-    hc->spaces = g_new0(HsptSpace, hspt_nspaces);
-    for (unsigned i = 0; i < hspt_nspaces; i++) {
+    hc->spaces = g_new0(HsptSpace, hspt_nspaces_all);
+    for (unsigned i = 0; i < hspt_nspaces_all; i++) {
         hc->spaces[i].base = hc->base + i * hspt_space_size();
     }
-    hc->cur = &hc->spaces[0];
+    hc->cur = hc->last_grown = &hc->spaces[0];
     if (!hspt_space_alloc(hc->cur)) {
         error_report("hspt: cannot allocate shadow bookkeeping for vCPU %d",
                      cpu->cpu_index);
         exit(1);
+    }
+    if (hspt_nspaces_all > hspt_nspaces) {
+        hc->nursery = &hc->spaces[hspt_nspaces];
+        if (!hspt_space_alloc(hc->nursery)) {
+            /* Then every context gets a space at once. */
+            warn_report_once("hspt: out of memory for shadow bookkeeping; "
+                             "no nursery");
+            qatomic_inc(&hspt_stats.space_alloc_failures);
+            hc->nursery = NULL;
+        }
     }
     hc->reval = g_new(HsptRevalidate, HSPT_REVALIDATE_MAX);
     hc->reval_work = g_new(HsptRevalidate, HSPT_REVALIDATE_MAX);
@@ -268,7 +282,7 @@ void hspt_cpu_destroy(CPUState *cpu)
         return;
     }
     qemu_mutex_lock(&hspt_lock);
-    for (unsigned i = 0; i < hspt_nspaces; i++) {
+    for (unsigned i = 0; i < hspt_nspaces_all; i++) {
         qatomic_sub(&hspt_stats.mapped_pages, hc->spaces[i].n_mapped);
         qatomic_sub(&hspt_stats.parked_pages, hc->spaces[i].n_parked);
         for (unsigned s = 0; s < hspt_nslots; s++) {
@@ -796,7 +810,7 @@ void hspt_unmap_page_locked(CPUState *cpu, int mmu_idx, uint64_t page)
     }
     trace_hspt_flush_page(cpu->cpu_index, mmu_idx, page);
     qemu_mutex_lock(&hspt_lock);
-    for (unsigned i = 0; i < hspt_nspaces; i++) {
+    for (unsigned i = 0; i < hspt_nspaces_all; i++) {
         HsptSpace *sp = &hc->spaces[i];
         HsptSlot *slot = &sp->slot[s];
 
@@ -972,7 +986,7 @@ static bool hspt_flush_pending_asids(HsptCPU *hc)
     if (find_first_bit(hc->pending_asids, 256) >= 256) {
         return false;
     }
-    for (unsigned i = 0; i < hspt_nspaces; i++) {
+    for (unsigned i = 0; i < hspt_nspaces_all; i++) {
         HsptSpace *sp = &hc->spaces[i];
 
         if (!sp->n_mapped) {
@@ -1048,7 +1062,7 @@ void hspt_flush_idx_locked(CPUState *cpu, uint16_t idxmap, bool full)
         qemu_mutex_unlock(&hspt_lock);
         return;
     }
-    for (unsigned i = 0; i < hspt_nspaces; i++) {
+    for (unsigned i = 0; i < hspt_nspaces_all; i++) {
         HsptSpace *sp = &hc->spaces[i];
 
         if (guest_tlbi_all && sp != hc->cur) {
@@ -1090,7 +1104,7 @@ static HsptSpace *hspt_rmap_live(HsptRmapRef r, uint32_t rp)
     HsptSlot *slot;
 
     if (r.cpu >= hspt_max_cpus || !hspt_cpus[r.cpu].spaces ||
-        r.space >= hspt_nspaces || r.slot >= hspt_nslots) {
+        r.space >= hspt_nspaces_all || r.slot >= hspt_nslots) {
         return NULL;
     }
     sp = &hspt_cpus[r.cpu].spaces[r.space];
@@ -1195,7 +1209,7 @@ static void hspt_evict(HsptCPU *hc)
 {
     HsptSpace *victim = NULL;
 
-    for (unsigned i = 0; i < hspt_nspaces; i++) {
+    for (unsigned i = 0; i < hspt_nspaces_all; i++) {
         HsptSpace *sp = &hc->spaces[i];
 
         if (sp != hc->cur && (sp->n_mapped || sp->n_parked) &&
@@ -1573,11 +1587,37 @@ static bool hspt_key_equal(const HsptContextKey *a, const HsptContextKey *b)
     return !memcmp(a, b, sizeof(*a));
 }
 
+static void hspt_set_softmmu_code(CPUState *cpu, bool on)
+{
+    if (on) {
+        cpu->tcg_cflags |= CF_HSPT_SOFTMMU;
+    } else {
+        cpu->tcg_cflags &= ~CF_HSPT_SOFTMMU;
+    }
+}
+
+/*
+ * The nursery only takes the fills of direct accesses: a block translated
+ * before the context became young, reached through a chain. Everything
+ * else there runs softmmu-only code and needs no shadow pages.
+ */
+bool hspt_fill_allowed(CPUState *cpu, bool redirected)
+{
+    HsptCPU *hc = hspt_cpu(cpu);
+
+    return redirected || hc->cur != hc->nursery;
+}
+
 /*
  * Called on the vCPU's own thread, after the register write that changed
  * the context (the TB ends right after it).
  */
-void hspt_context_switch(CPUState *cpu, const HsptContextKey *key)
+/*
+ * Switch to the space of KEY. A context without one runs in the nursery
+ * while it is young, unless GROWN_UP.
+ */
+static void hspt_context_switch_to(CPUState *cpu, const HsptContextKey *key,
+                                   bool grown_up)
 {
     HsptCPU *hc = hspt_cpu(cpu);
     HsptSpace *next = NULL, *prev;
@@ -1596,6 +1636,18 @@ void hspt_context_switch(CPUState *cpu, const HsptContextKey *key)
         }
     }
     hit = next != NULL;
+    if (!next && hc->nursery && !grown_up &&
+        hspt_young_seen(hc->young, key->v, get_clock(), hspt_nursery_ns)) {
+        next = hc->nursery;
+        if (!hspt_key_equal(&next->key, key)) {
+            /* Pages of the previous tenant: looked up again (and dropped) */
+            next->stale = next->n_mapped != 0;
+            next->key = *key;
+            next->keyed = true;
+        }
+        qatomic_inc(&hspt_stats.nursery_switches);
+    }
+    hspt_set_softmmu_code(cpu, next && next == hc->nursery);
     if (!next) {
         /* Reuse the least recently used space (with one space: this one). */
         next = hspt_lru_space(hc, false);
@@ -1642,14 +1694,45 @@ void hspt_context_switch(CPUState *cpu, const HsptContextKey *key)
     } else {
         hspt_queue_deferred(hc, next);
     }
-    if (next != prev) {
-        hspt_queue_prefill(hc, prev, next);
+    if (next != prev && next != hc->nursery) {
+        /* The nursery has no kernel pages to give. */
+        hspt_queue_prefill(hc, prev == hc->nursery ? hc->last_grown : prev,
+                           next);
+    }
+    if (next != hc->nursery) {
+        hc->last_grown = next;
     }
     trace_hspt_context_switch(cpu->cpu_index, next - hc->spaces, hit,
                               reassigned);
     qemu_mutex_unlock(&hspt_lock);
     hspt_set_gs(next->base);
     hspt_revalidate_queued(cpu);
+}
+
+/*
+ * A young context that has run long enough leaves the nursery at its next
+ * exception return (a timer tick at the latest), also if it never
+ * switches away.
+ */
+void hspt_nursery_check(CPUState *cpu)
+{
+    HsptCPU *hc = hspt_cpu(cpu);
+    HsptContextKey key;
+
+    if (likely(hc->cur != hc->nursery)) {
+        return;
+    }
+    key = hc->cur->key;
+    if (hspt_young_seen(hc->young, key.v, get_clock(), hspt_nursery_ns)) {
+        return;
+    }
+    qatomic_inc(&hspt_stats.nursery_promotions);
+    hspt_context_switch_to(cpu, &key, true);
+}
+
+void hspt_context_switch(CPUState *cpu, const HsptContextKey *key)
+{
+    hspt_context_switch_to(cpu, key, false);
 }
 
 static bool hspt_addr_in_cpu(CPUState *cpu, const void *addr)
@@ -1846,6 +1929,10 @@ void hspt_format_info(GString *buf)
         "context, %" PRIu64 " spaces reassigned\n",
         STAT(switches), STAT(switch_hits), STAT(reassigns));
     g_string_append_printf(buf,
+        "nursery: %" PRIu64 " switches of young contexts onto softmmu-only "
+        "code, %" PRIu64 " promoted at an exception return\n",
+        STAT(nursery_switches), STAT(nursery_promotions));
+    g_string_append_printf(buf,
         "parked: %" PRIu64 " page flushes that made the page inaccessible "
         "instead of unmapping its RAM page, %" PRIu64 " refills of a parked "
         "page with the same RAM page\n", STAT(parks), STAT(unparks));
@@ -1867,7 +1954,7 @@ void hspt_format_info(GString *buf)
         if (!hc->base) {
             continue;
         }
-        for (unsigned i = 0; i < hspt_nspaces; i++) {
+        for (unsigned i = 0; i < hspt_nspaces_all; i++) {
             in_use += hc->spaces[i].keyed || hc->spaces[i].n_mapped;
         }
         g_string_append_printf(buf,
@@ -1907,6 +1994,8 @@ bool hspt_region_init(unsigned max_cpus, uint16_t idx_mask, unsigned nspaces,
     hspt_max_cpus = max_cpus;
     hspt_cpus = g_new0(HsptCPU, max_cpus);
     hspt_nspaces = nspaces;
+    hspt_nursery_ns = (int64_t)hspt_config.nursery_us * SCALE_US;
+    hspt_nspaces_all = nspaces + (hspt_nursery_ns > 0);
     hspt_nslots = 0;
     for (int idx = 0; idx < 16; idx++) {
         if (idx_mask & (1 << idx)) {

@@ -124,7 +124,8 @@ void hspt_site_found_mapped(CPUState *cpu, uintptr_t ra)
         return;
     }
     tb = tcg_tb_lookup(ra);
-    if (!tb || !hspt_tb_softmmu_only(tb)) {
+    /* A young context's blocks are softmmu-only whatever their site. */
+    if (!tb || (tb->cflags & CF_HSPT_SOFTMMU) || !hspt_tb_softmmu_only(tb)) {
         return;
     }
     key = tb->page_addr[0];
@@ -153,6 +154,9 @@ bool hspt_tb_softmmu_only(const TranslationBlock *tb)
     int64_t key = tb ? tb->page_addr[0] : -1;
     unsigned gen = qatomic_read(&hspt_sites_gen);
 
+    if (tb && (tb->cflags & CF_HSPT_SOFTMMU)) {
+        return true;        /* a young context's */
+    }
     if (key == -1 || gen == 0) {
         return false;
     }

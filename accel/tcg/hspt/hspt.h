@@ -35,6 +35,15 @@ typedef enum HsptOrganisation {
 /* Prefill window: privileged-view pages looked up for a fresh space. */
 #define HSPT_DEFAULT_WINDOW 256
 #define HSPT_MAX_WINDOW     1024
+/*
+ * hspt-nursery: a context without a space runs softmmu-only code in the
+ * nursery for this long (host time) before it gets one, so that most
+ * short-lived processes never need shadow pages. Off by default: it wins
+ * on LPAE guests that fork a lot and loses on short-descriptor ones (see
+ * docs/hspt.rst).
+ */
+#define HSPT_DEFAULT_NURSERY_US 0
+#define HSPT_MAX_NURSERY_US     1000000
 
 /* User-visible configuration (-accel tcg,hspt=...). */
 typedef struct HsptConfig {
@@ -42,6 +51,7 @@ typedef struct HsptConfig {
     HsptOrganisation organisation;
     unsigned groups;
     unsigned window;    /* hspt-window: prefill at most this many pages */
+    unsigned nursery_us; /* hspt-nursery: 0 for none */
 } HsptConfig;
 
 extern HsptConfig hspt_config;
@@ -109,6 +119,17 @@ void hspt_context_flush_end(CPUState *cpu);
  * kernel pages and loses the rest, which later accesses refill.
  */
 void hspt_context_switch(CPUState *cpu, const HsptContextKey *key);
+
+/*
+ * Young contexts: one without a space of its own runs in the vCPU's
+ * nursery on code translated with CF_HSPT_SOFTMMU for hspt-nursery
+ * microseconds. hspt_nursery_check() (at each exception return) moves it
+ * to a space once that time is up; hspt_fill_allowed() tells the fill
+ * paths whether the current space takes shadow pages (REDIRECTED: for a
+ * direct access that faulted).
+ */
+void hspt_nursery_check(CPUState *cpu);
+bool hspt_fill_allowed(CPUState *cpu, bool redirected);
 
 /*
  * Guest TLBIASID(IS) of ASID: QEMU's flush of its untagged TLB that follows
