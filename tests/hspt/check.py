@@ -98,8 +98,10 @@ def stage_cli(t):
            "'hspt'", "cli: hspt=<bad value> is a clean error")
     t.add(re.search(r"^\s*hspt-spt=<string>\s+- \S", out.stdout, re.M)
           and re.search(r"^\s*hspt-groups=<uint32>\s+- \S", out.stdout, re.M)
-          and re.search(r"^\s*hspt-window=<uint32>\s+- \S", out.stdout, re.M),
-          "cli: -accel tcg,help lists hspt-spt, hspt-groups and hspt-window",
+          and re.search(r"^\s*hspt-window=<uint32>\s+- \S", out.stdout, re.M)
+          and re.search(r"^\s*hspt-nursery=<uint32>\s+- \S", out.stdout, re.M),
+          "cli: -accel tcg,help lists hspt-spt, hspt-groups, hspt-window and "
+          "hspt-nursery",
           out.stdout.strip())
     refuse(["-M", "virt", "-accel", "tcg,hspt=on,hspt-spt=lru"],
            "Invalid parameter value for 'hspt-spt': 'lru'",
@@ -110,6 +112,9 @@ def stage_cli(t):
     refuse(["-M", "virt", "-accel", "tcg,hspt=on,hspt-window=1025"],
            "'hspt-window' expects a value between 0 and 1024",
            "cli: hspt-window=1025 is a clean error")
+    refuse(["-M", "virt", "-accel", "tcg,hspt=on,hspt-nursery=1000001"],
+           "'hspt-nursery' expects a value between 0 and 1000000",
+           "cli: hspt-nursery=1000001 is a clean error")
 
     def signal_idle_qemu(accel, sig, look=lambda pid: None):
         """Start QEMU stopped (-S), call LOOK(pid), then send SIG.
@@ -261,11 +266,14 @@ def stage_tcg(t):
 
 
 BAREMETAL = os.path.join(hsptguest.REPO, "tests", "hspt", "baremetal")
+# The last configuration keeps every context but the first in the nursery
+# for the whole test.
 BARE_CONFIGS = [
     ("hspt=off", []),
     ("hspt=on", ["-accel", "tcg,hspt=on"]),
     ("hspt-spt=private", ["-accel", "tcg,hspt=on,hspt-spt=private"]),
     ("hspt-spt=shared", ["-accel", "tcg,hspt=on,hspt-spt=shared"]),
+    ("hspt-nursery=1000000", ["-accel", "tcg,hspt=on,hspt-nursery=1000000"]),
 ]
 
 
@@ -311,6 +319,14 @@ def stage_bare(t):
                   "bare: %s, 2 vCPUs" % name,
                   "rc=%d, see build/check/%s" % (rc, log))
             if not accel:
+                continue
+            if "hspt-nursery=1000000" in label:
+                young = first_int(r"^nursery: (\d+) switches", out)
+                t.add(young > 0,
+                      "bare: %s: contexts ran in the nursery (info hspt)"
+                      % name,
+                      "%d switches into the nursery, see build/check/%s"
+                      % (young, log))
                 continue
             # The direct path was used; with several spaces, switches found
             # their context's shadow kept (a shared space cannot), and the
@@ -427,6 +443,11 @@ def guest_configs():
                    ("lpae-6.1", "shared")]:
         configs.append(("%s hspt %s" % (k, org), k, 1, hsptguest.WORKLOADS,
                         ["-accel", "tcg,hspt=on,hspt-spt=" + org]))
+    # New processes on softmmu-only code for their first 2 ms, on both
+    # kinds of page tables.
+    for k in ["lpae-6.1", "armmp-6.1"]:
+        configs.append(("%s hspt nursery" % k, k, 1, hsptguest.WORKLOADS,
+                        ["-accel", "tcg,hspt=on,hspt-nursery=2000"]))
     # MTTCG: four vCPUs sharing memory and processes, on the ASID (LPAE)
     # and the DACR-switching kernel.
     for k in ["lpae-6.1", "armmp-6.1"]:
@@ -467,17 +488,19 @@ def stage_guest(t, jobs):
     check_fault_ahead(t)
     check_sites_return(t)
     check_short_switch_revalidates(t)
+    check_nursery(t)
     check_vma_estimate(t)
     check_vma_budget(t, exp)
 
 
-def boot_hspt_stats(logname, workloads, kernel="lpae-6.1", env=None):
-    """Boot KERNEL with hspt=on running WORKLOADS, with the HSPT
+def boot_hspt_stats(logname, workloads, kernel="lpae-6.1", env=None,
+                    accel="tcg,hspt=on"):
+    """Boot KERNEL with ACCEL (hspt=on) running WORKLOADS, with the HSPT
     counters printed at exit (in res.console) and ENV added; log to
     LOGNAME."""
     with open(os.path.join(LOGDIR, logname), "w") as f:
         return hsptguest.boot(kernel, workloads, log=f,
-                              extra_args=["-accel", "tcg,hspt=on"],
+                              extra_args=["-accel", accel],
                               env=dict(env or {}, QEMU_HSPT_STATS="1"))
 
 
@@ -540,6 +563,47 @@ def check_short_switch_revalidates(t):
           "guest: armmp-6.1 hspt: reassigned spaces are revalidated, not "
           "dropped", "%d region flushes for %d reassigned spaces; see "
           "build/check/%s" % (regions, reassigned, log))
+
+
+def check_nursery(t):
+    """Short-lived processes stay in the nursery: forkstorm's children
+    (each lives for well under a millisecond) must run there instead of
+    taking a space from another process, as they do without the nursery.
+    A process that keeps running without switching away must leave the
+    nursery at an exception return: seqrw's fresh pages are then fetched
+    ahead (as check_fault_ahead asks without the nursery).
+    """
+    counts = {}
+    for label, accel in [("nursery", "tcg,hspt=on,hspt-nursery=2000"),
+                         ("none", "tcg,hspt=on")]:
+        log = "guest-nursery-%s.log" % label
+        res = boot_hspt_stats(log, ["forkstorm"], accel=accel)
+        forks = first_int(r"^HSPT-OUT forkstorm: forkstorm: .*\bforks=(\d+)",
+                          res.console)
+        young = first_int(r"^nursery: (\d+) switches", res.console)
+        reassigned = first_int(r"(\d+) spaces reassigned", res.console)
+        counts[label] = (res.ok, forks, young, reassigned, log)
+    ok, forks, young, reassigned, log = counts["nursery"]
+    ok0, _, young0, reassigned0, log0 = counts["none"]
+    t.add(ok and ok0 and forks > 0 and young >= forks and
+          reassigned < forks // 4 and young0 == 0 and reassigned0 >= forks,
+          "guest: lpae-6.1 hspt: forkstorm's children run in the nursery",
+          "%d forks: %d nursery switches, %d spaces reassigned (without the "
+          "nursery: %d and %d); see build/check/%s and %s"
+          % (forks, young, reassigned, young0, reassigned0, log, log0))
+
+    log = "guest-nursery-seqrw.log"
+    res = boot_hspt_stats(log, ["seqrw"], accel="tcg,hspt=on,hspt-nursery=2000")
+    buffer_pages = first_int(r"^HSPT-OUT seqrw: seqrw: .*\bbytes=(\d+)",
+                             res.console) // 4096
+    ahead = first_int(r"^fault-ahead: (\d+) pages", res.console)
+    promoted = first_int(r"^nursery: \d+ .*, (\d+) promoted", res.console)
+    t.add(res.ok and buffer_pages > 0 and promoted > 0 and
+          ahead >= buffer_pages // 2,
+          "guest: lpae-6.1 hspt: a process leaves the nursery while it runs",
+          "%d promoted at an exception return, fault-ahead %d pages for a "
+          "buffer of %d; see build/check/%s"
+          % (promoted, ahead, buffer_pages, log))
 
 
 def hmp_command(sock, cmd):
