@@ -1609,10 +1609,6 @@ bool hspt_fill_allowed(CPUState *cpu, bool redirected)
 }
 
 /*
- * Called on the vCPU's own thread, after the register write that changed
- * the context (the TB ends right after it).
- */
-/*
  * Switch to the space of KEY. A context without one runs in the nursery
  * while it is young, unless GROWN_UP.
  */
@@ -1639,7 +1635,7 @@ static void hspt_context_switch_to(CPUState *cpu, const HsptContextKey *key,
     if (!next && hc->nursery && !grown_up &&
         hspt_young_seen(hc->young, key->v, get_clock(), hspt_nursery_ns)) {
         next = hc->nursery;
-        if (!hspt_key_equal(&next->key, key)) {
+        if (!next->keyed || !hspt_key_equal(&next->key, key)) {
             /* Pages of the previous tenant: looked up again (and dropped) */
             next->stale = next->n_mapped != 0;
             next->key = *key;
@@ -1730,6 +1726,10 @@ void hspt_nursery_check(CPUState *cpu)
     hspt_context_switch_to(cpu, &key, true);
 }
 
+/*
+ * Called on the vCPU's own thread, after the register write that changed
+ * the context (the TB ends right after it).
+ */
 void hspt_context_switch(CPUState *cpu, const HsptContextKey *key)
 {
     hspt_context_switch_to(cpu, key, false);
@@ -1877,8 +1877,9 @@ void hspt_format_info(GString *buf)
 #define STAT(name) qatomic_read(&hspt_stats.name)
     g_string_append_printf(buf,
         "HSPT on: organisation %s, %u space(s) per vCPU, %u shadowed "
-        "view(s) per space, prefill window %u\n", hspt_organisation_name(),
-        hspt_nspaces, hspt_nslots, hspt_config.window);
+        "view(s) per space, prefill window %u, nursery %u us\n",
+        hspt_organisation_name(), hspt_nspaces, hspt_nslots,
+        hspt_config.window, hspt_config.nursery_us);
     g_string_append_printf(buf,
         "fills: %" PRIu64 " pages, %" PRIu64 " large pages or sections\n",
         STAT(fills), STAT(large_fills));
