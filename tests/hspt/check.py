@@ -448,6 +448,8 @@ def guest_configs():
     for k in ["lpae-6.1", "armmp-6.1"]:
         configs.append(("%s hspt nursery" % k, k, 1, hsptguest.WORKLOADS,
                         ["-accel", "tcg,hspt=on,hspt-nursery=2000"]))
+    configs.append(("lpae-6.1 hspt smp4 nursery", "lpae-6.1", 4,
+                    SMP_WORKLOADS, ["-accel", "tcg,hspt=on,hspt-nursery=2000"]))
     # MTTCG: four vCPUs sharing memory and processes, on the ASID (LPAE)
     # and the DACR-switching kernel.
     for k in ["lpae-6.1", "armmp-6.1"]:
