@@ -124,6 +124,15 @@ static unsigned hspt_spaces_per_cpu(void)
     }
 }
 
+static void hspt_add_uint_property(ObjectClass *oc, const char *name,
+                                   HsptUintOption *option,
+                                   const char *description)
+{
+    object_class_property_add(oc, name, "uint32", hspt_get_uint,
+                              hspt_set_uint, NULL, option);
+    object_class_property_set_description(oc, name, description);
+}
+
 void hspt_accel_class_init(ObjectClass *oc)
 {
     object_class_property_add_bool(oc, "hspt", hspt_get_enabled,
@@ -138,19 +147,13 @@ void hspt_accel_class_init(ObjectClass *oc)
         "shared (one per vCPU, flushed on every switch), group (hspt-groups "
         "spaces, least recently used reassigned; default) or private (one "
         "per context, up to 256)");
-    object_class_property_add(oc, "hspt-groups", "uint32", hspt_get_uint,
-                              hspt_set_uint, NULL, &hspt_groups_option);
-    object_class_property_set_description(oc, "hspt-groups",
+    hspt_add_uint_property(oc, "hspt-groups", &hspt_groups_option,
         "Shadow spaces per vCPU with hspt-spt=group (1-256, default 8)");
-    object_class_property_add(oc, "hspt-window", "uint32", hspt_get_uint,
-                              hspt_set_uint, NULL, &hspt_window_option);
-    object_class_property_set_description(oc, "hspt-window",
+    hspt_add_uint_property(oc, "hspt-window", &hspt_window_option,
         "Prefill window: kernel-view pages of the previous space mapped "
         "into a fresh space at a context switch (0-1024, default 256, "
         "0: no prefill)");
-    object_class_property_add(oc, "hspt-nursery", "uint32", hspt_get_uint,
-                              hspt_set_uint, NULL, &hspt_nursery_option);
-    object_class_property_set_description(oc, "hspt-nursery",
+    hspt_add_uint_property(oc, "hspt-nursery", &hspt_nursery_option,
         "Microseconds that a new guest context runs on softmmu-only code "
         "before it gets a shadow space (0-1000000, default 0: at once; "
         "2000 suits LPAE guests that fork a lot)");
