@@ -1609,6 +1609,23 @@ bool hspt_fill_allowed(CPUState *cpu, bool redirected)
 }
 
 /*
+ * SP now holds context KEY. True if it held another context's pages: they
+ * are revalidated under KEY when SP becomes current (global kernel pages
+ * stay).
+ */
+static bool hspt_space_rekey(HsptSpace *sp, const HsptContextKey *key)
+{
+    bool had_pages = sp->n_mapped != 0;
+
+    if (had_pages) {
+        sp->stale = true;
+    }
+    sp->key = *key;
+    sp->keyed = true;
+    return had_pages;
+}
+
+/*
  * Switch to the space of KEY. A context without one runs in the nursery
  * while it is young, unless GROWN_UP.
  */
@@ -1636,14 +1653,11 @@ static void hspt_context_switch_to(CPUState *cpu, const HsptContextKey *key,
         hspt_young_seen(hc->young, key->v, get_clock(), hspt_nursery_ns)) {
         next = hc->nursery;
         if (!next->keyed || !hspt_key_equal(&next->key, key)) {
-            /* Pages of the previous tenant: looked up again (and dropped) */
-            next->stale = next->n_mapped != 0;
-            next->key = *key;
-            next->keyed = true;
+            /* the previous tenant's pages are looked up (and dropped) */
+            hspt_space_rekey(next, key);
         }
         qatomic_inc(&hspt_stats.nursery_switches);
     }
-    hspt_set_softmmu_code(cpu, next && next == hc->nursery);
     if (!next) {
         /* Reuse the least recently used space (with one space: this one). */
         next = hspt_lru_space(hc, false);
@@ -1653,22 +1667,18 @@ static void hspt_context_switch_to(CPUState *cpu, const HsptContextKey *key,
             qatomic_inc(&hspt_stats.space_alloc_failures);
             next = hspt_lru_space(hc, true);
         }
-        if (next->n_mapped) {
-            /*
-             * Another context's pages: revalidated under the new one below
-             * (global kernel pages stay). Dropping the old ASID's pages
-             * here instead, unlooked, made forkstorm 12 % slower: the scan
-             * of the kernel's large pages costs more than the failed
-             * lookups it saves.
-             */
-            next->stale = true;
+        hspt_space_forget_hot_pages(next);
+        /*
+         * Dropping the old ASID's pages here instead, unlooked, made
+         * forkstorm 12 % slower: the scan of the kernel's large pages
+         * costs more than the failed lookups it saves.
+         */
+        if (hspt_space_rekey(next, key)) {
             qatomic_inc(&hspt_stats.reassigns);
             reassigned = true;
         }
-        hspt_space_forget_hot_pages(next);
-        next->key = *key;
-        next->keyed = true;
     }
+    hspt_set_softmmu_code(cpu, next == hc->nursery);
     prev = hc->cur;
     next->last_used = hc->clock;
     if (next != prev) {

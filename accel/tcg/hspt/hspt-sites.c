@@ -108,6 +108,31 @@ void hspt_site_miss(const TranslationBlock *tb, bool lasting)
     tb_phys_invalidate((TranslationBlock *)tb, -1);
 }
 
+/* Whether the site of TB has gone to softmmu (see hspt_site_miss()). */
+static bool hspt_site_softmmu(const TranslationBlock *tb)
+{
+    static __thread int64_t cached_key = -1;
+    static __thread unsigned cached_gen;
+    static __thread bool cached;
+    int64_t key = tb ? tb->page_addr[0] : -1;
+    unsigned gen = qatomic_read(&hspt_sites_gen);
+
+    if (key == -1 || gen == 0) {
+        return false;
+    }
+    if (key != cached_key || gen != cached_gen) {
+        HsptSite *site;
+
+        qemu_mutex_lock(&hspt_sites_lock);
+        site = g_hash_table_lookup(hspt_sites, &key);
+        cached = site && site->softmmu;
+        qemu_mutex_unlock(&hspt_sites_lock);
+        cached_key = key;
+        cached_gen = gen;
+    }
+    return cached;
+}
+
 /*
  * A slow-path access of CPU found its page mapped already; RA, if not 0,
  * is the host return address into its softmmu-path block.
@@ -125,7 +150,7 @@ void hspt_site_found_mapped(CPUState *cpu, uintptr_t ra)
     }
     tb = tcg_tb_lookup(ra);
     /* A young context's blocks are softmmu-only whatever their site. */
-    if (!tb || (tb->cflags & CF_HSPT_SOFTMMU) || !hspt_tb_softmmu_only(tb)) {
+    if (!tb || (tb->cflags & CF_HSPT_SOFTMMU) || !hspt_site_softmmu(tb)) {
         return;
     }
     key = tb->page_addr[0];
@@ -148,27 +173,6 @@ void hspt_site_found_mapped(CPUState *cpu, uintptr_t ra)
 
 bool hspt_tb_softmmu_only(const TranslationBlock *tb)
 {
-    static __thread int64_t cached_key = -1;
-    static __thread unsigned cached_gen;
-    static __thread bool cached;
-    int64_t key = tb ? tb->page_addr[0] : -1;
-    unsigned gen = qatomic_read(&hspt_sites_gen);
-
-    if (tb && (tb->cflags & CF_HSPT_SOFTMMU)) {
-        return true;        /* a young context's */
-    }
-    if (key == -1 || gen == 0) {
-        return false;
-    }
-    if (key != cached_key || gen != cached_gen) {
-        HsptSite *site;
-
-        qemu_mutex_lock(&hspt_sites_lock);
-        site = g_hash_table_lookup(hspt_sites, &key);
-        cached = site && site->softmmu;
-        qemu_mutex_unlock(&hspt_sites_lock);
-        cached_key = key;
-        cached_gen = gen;
-    }
-    return cached;
+    /* A young context's blocks, or its site's. */
+    return (tb && (tb->cflags & CF_HSPT_SOFTMMU)) || hspt_site_softmmu(tb);
 }
