@@ -506,6 +506,15 @@ def boot_hspt_stats(logname, workloads, kernel="lpae-6.1", env=None,
                               env=dict(env or {}, QEMU_HSPT_STATS="1"))
 
 
+def seqrw_fault_ahead(res):
+    """(pages of seqrw's buffer, pages fetched ahead) in a boot of
+    boot_hspt_stats() that ran seqrw."""
+    # The buffer size as seqrw reports it ("seqrw: size=test bytes=N ...").
+    buffer_pages = first_int(r"^HSPT-OUT seqrw: seqrw: .*\bbytes=(\d+)",
+                             res.console) // 4096
+    return buffer_pages, first_int(r"^fault-ahead: (\d+) pages", res.console)
+
+
 def check_fault_ahead(t):
     """seqrw's fresh pages are mapped at the guest's exception return.
 
@@ -516,10 +525,7 @@ def check_fault_ahead(t):
     """
     log = "guest-fault-ahead.log"
     res = boot_hspt_stats(log, ["seqrw"])
-    # The buffer size as seqrw reports it ("seqrw: size=test bytes=N ...").
-    buffer_pages = first_int(r"^HSPT-OUT seqrw: seqrw: .*\bbytes=(\d+)",
-                             res.console) // 4096
-    ahead = first_int(r"^fault-ahead: (\d+) pages", res.console)
+    buffer_pages, ahead = seqrw_fault_ahead(res)
     t.add(res.ok and buffer_pages > 0 and ahead >= buffer_pages,
           "guest: lpae-6.1 hspt: seqrw's fresh pages are fetched ahead",
           "fault-ahead %d pages, want >= %d; see build/check/%s"
@@ -596,9 +602,7 @@ def check_nursery(t):
 
     log = "guest-nursery-seqrw.log"
     res = boot_hspt_stats(log, ["seqrw"], accel="tcg,hspt=on,hspt-nursery=2000")
-    buffer_pages = first_int(r"^HSPT-OUT seqrw: seqrw: .*\bbytes=(\d+)",
-                             res.console) // 4096
-    ahead = first_int(r"^fault-ahead: (\d+) pages", res.console)
+    buffer_pages, ahead = seqrw_fault_ahead(res)
     promoted = first_int(r"^nursery: \d+ .*, (\d+) promoted", res.console)
     t.add(res.ok and buffer_pages > 0 and promoted > 0 and
           ahead >= buffer_pages // 2,
