@@ -355,17 +355,20 @@ def stage_bare(t):
                   % (fills, hits, deferred, globals_kept, by_block, parks,
                      unparks, log))
     check_bookkeeping_exhausted(t)
+    check_unmap_failure_bare(t)
 
 
 def preload_library():
     """Build tests/hspt/faultinject/preload.c (an LD_PRELOAD library that
     fakes host failures) once; its path, or None if it does not build."""
     shim = os.path.join(LOGDIR, "hspt-preload.so")
-    if not os.path.exists(shim):
+    src = os.path.join(hsptguest.REPO, "tests", "hspt", "faultinject",
+                       "preload.c")
+    if (not os.path.exists(shim) or
+            os.path.getmtime(shim) < os.path.getmtime(src)):
         rc, _ = run(["cc", "-shared", "-fPIC", "-O2", "-Wall", "-Werror",
-                     "-o", shim, os.path.join(hsptguest.REPO, "tests", "hspt",
-                                              "faultinject", "preload.c"),
-                     "-ldl"], "build-preload.log", timeout=300)
+                     "-o", shim, src, "-ldl"], "build-preload.log",
+                    timeout=300)
         if rc != 0:
             return None
     return shim
@@ -403,6 +406,62 @@ def check_bookkeeping_exhausted(t):
     t.add(rc == 1 and "cannot allocate shadow bookkeeping for vCPU 0" in out,
           "bare: hspt=on without memory for any space exits with an error",
           "rc=%d, see build/check/%s" % (rc, log))
+
+
+# Every shadow unmap after this many fails (hspt-preload.so): the first
+# tlbi-test phases have run on the shadow by then.
+UNMAP_FAILS_AFTER = ("20", "50")
+
+
+def check_unmap_failure_bare(t):
+    """An unmap that fails (the host out of memory) leaves its old mapping
+    behind: the vCPU must warn and go on on softmmu, never use the stale
+    page, never abort. hspt-preload.so fails every unmap after the first
+    N; tlbi-test then checks that no translation a TLBI removed is used."""
+    shim = preload_library()
+    for fmt in ("short", "lpae"):
+        elf = os.path.join(LOGDIR, "tlbi-test-%s.elf" % fmt)
+        for after in UNMAP_FAILS_AFTER:
+            name = ("bare: tlbi-test (%s), hspt=on, unmaps fail after %s"
+                    % (fmt, after))
+            if not shim or not os.path.exists(elf):
+                t.add(False, name, "see build/check/build-preload.log")
+                continue
+            log = "bare-tlbi-%s-unmap-fails-%s.log" % (fmt, after)
+            rc, out = run_tlbi_test(elf, ["-accel", "tcg,hspt=on"], log,
+                                    {"LD_PRELOAD": shim,
+                                     "HSPT_FAIL_RESERVE_AFTER": after,
+                                     "QEMU_HSPT_STATS": "1"})
+            moved = first_int(r"(\d+) vCPUs moved to softmmu after a failed "
+                              r"unmap", out)
+            t.add(rc == 0 and "\nTLBI OK" in out and "FAIL" not in out and
+                  moved > 0 and "it continues on softmmu" in out, name,
+                  "rc=%d, vCPUs moved to softmmu=%d, see build/check/%s"
+                  % (rc, moved, log))
+
+
+def check_unmap_failure(t, exp):
+    """The same in a Linux guest (-smp 2): unmaps fail from some point of
+    the boot on, and the workloads still give hspt=off's checksums."""
+    shim = preload_library()
+    workloads = ["forkstorm", "cow", "seqrw", "shpipe"]
+    label = "lpae-6.1 hspt, unmaps fail"
+    if not shim:
+        t.add(False, "guest: " + label, "see build/check/build-preload.log")
+        return
+    log = "guest-unmap-fails.log"
+    with open(os.path.join(LOGDIR, log), "w") as f:
+        res = hsptguest.boot("lpae-6.1", workloads, smp=2, log=f,
+                             extra_args=["-accel", "tcg,hspt=on"],
+                             env={"LD_PRELOAD": shim,
+                                  "HSPT_FAIL_RESERVE_AFTER": "3000",
+                                  "QEMU_HSPT_STATS": "1"})
+    check_boot(t, label, res, workloads, exp)
+    moved = first_int(r"(\d+) vCPUs moved to softmmu after a failed unmap",
+                      res.console)
+    t.add(res.ok and moved > 0,
+          "guest: %s: the vCPUs went on on softmmu" % label,
+          "%d vCPUs moved; see build/check/%s" % (moved, log))
 
 
 def load_expected():
@@ -493,6 +552,7 @@ def stage_guest(t, jobs):
     check_nursery(t)
     check_vma_estimate(t)
     check_vma_budget(t, exp)
+    check_unmap_failure(t, exp)
 
 
 def boot_hspt_stats(logname, workloads, kernel="lpae-6.1", env=None,

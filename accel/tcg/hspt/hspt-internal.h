@@ -112,6 +112,13 @@ typedef struct HsptCPU {
     HsptSpace *nursery;
     HsptYoung young[HSPT_YOUNG_MAX];
     HsptSpace *last_grown;      /* the last current space but the nursery */
+    /*
+     * Never mapped. Set when an unmap failed and left a stale shadow page
+     * behind: %gs points here from then on, so that every direct access
+     * faults into the softmmu slow path, and nothing is mapped again.
+     */
+    uint8_t *dead;
+    bool given_up;
     uint64_t clock;
     bool in_context_switch;     /* the running tlb_flush is a switch */
     /* ASIDs whose TLBIASID is waiting for its softmmu full flush */
@@ -157,6 +164,7 @@ typedef struct HsptStats {
     uint64_t nursery_promotions;
     uint64_t reassigns;
     uint64_t space_alloc_failures;
+    uint64_t cpus_given_up;
     uint64_t asid_flushes;
     uint64_t asid_kept_global;
     uint64_t softmmu_tbs;

@@ -124,15 +124,6 @@ static bool hspt_reserve(void *addr, size_t len)
     return p == addr;
 }
 
-static void hspt_reserve_or_die(void *addr, size_t len)
-{
-    if (!hspt_reserve(addr, len)) {
-        /* The old mapping may still be there: nothing safe remains. */
-        error_report("hspt: cannot unmap shadow pages: %s", strerror(errno));
-        abort();
-    }
-}
-
 static void hspt_space_free(HsptSpace *sp)
 {
     for (unsigned s = 0; s < hspt_nslots; s++) {
@@ -232,10 +223,72 @@ static void hspt_set_gs(void *base)
     gs_base = base;
 }
 
+static HsptCPU *hspt_cpu_of_addr(const void *addr)
+{
+    for (unsigned c = 0; c < hspt_max_cpus; c++) {
+        HsptCPU *hc = &hspt_cpus[c];
+
+        if (hc->base && (const uint8_t *)addr >= hc->base &&
+            (const uint8_t *)addr < hc->base + hc->size) {
+            return hc;
+        }
+    }
+    return NULL;
+}
+
+/* Where the vCPU's generated code finds its shadow (see HsptCPU.dead). */
+static uint8_t *hspt_gs_base(HsptCPU *hc)
+{
+    return qatomic_read(&hc->given_up) ? hc->dead : hc->cur->base;
+}
+
+/*
+ * An unmap failed (the host is out of memory or of VMAs) and the old
+ * mapping may still be there. The vCPU stops using its spaces and
+ * continues on softmmu: safe, only slower. Its own thread switches at
+ * once; otherwise the vCPU is not running guest code (QEMU runs TLB
+ * flushes of a running vCPU on its thread) and switches when it resumes.
+ */
+static void hspt_cpu_give_up(HsptCPU *hc, int err)
+{
+    CPUState *cpu = qemu_get_cpu(hc - hspt_cpus);
+
+    if (!hc->given_up) {
+        qatomic_set(&hc->given_up, true);
+        qatomic_inc(&hspt_stats.cpus_given_up);
+        warn_report("hspt: cannot unmap shadow pages of vCPU %td: %s; "
+                    "it continues on softmmu", hc - hspt_cpus, strerror(err));
+    }
+    if (cpu && qemu_cpu_is_self(cpu)) {
+        cpu->tcg_cflags |= CF_HSPT_SOFTMMU;
+        hspt_set_gs(hc->dead);
+    } else if (cpu) {
+        cpu_exit(cpu);
+    }
+}
+
+static void hspt_reserve_or_give_up(void *addr, size_t len)
+{
+    if (!hspt_reserve(addr, len)) {
+        int err = errno;
+        HsptCPU *hc = hspt_cpu_of_addr(addr);
+
+        trace_hspt_unmap_error(addr, len, err);
+        assert(hc);
+        hspt_cpu_give_up(hc, err);
+    }
+}
+
+bool hspt_cpu_given_up(CPUState *cpu)
+{
+    return qatomic_read(&hspt_cpu(cpu)->given_up);
+}
+
 void hspt_cpu_init(CPUState *cpu)
 {
     HsptCPU *hc = hspt_cpu(cpu);
-    size_t size = hspt_nspaces_all * hspt_space_size();
+    /* every space, and the never-mapped one after them (HsptCPU.dead) */
+    size_t size = (hspt_nspaces_all + 1) * hspt_space_size();
     void *p;
 
     p = mmap(NULL, size, PROT_NONE,
@@ -252,6 +305,7 @@ void hspt_cpu_init(CPUState *cpu)
     for (unsigned i = 0; i < hspt_nspaces_all; i++) {
         hc->spaces[i].base = hc->base + i * hspt_space_size();
     }
+    hc->dead = hc->base + hspt_nspaces_all * hspt_space_size();
     hc->cur = hc->last_grown = &hc->spaces[0];
     if (!hspt_space_alloc(hc->cur)) {
         error_report("hspt: cannot allocate shadow bookkeeping for vCPU %d",
@@ -308,8 +362,13 @@ void hspt_cpu_destroy(CPUState *cpu)
 void hspt_cpu_exec_enter(CPUState *cpu)
 {
     /* Every page flush revalidates before guest code runs again. */
-    g_assert(hspt_cpu(cpu)->n_reval == 0);
-    hspt_set_gs(hspt_cpu(cpu)->cur->base);
+    HsptCPU *hc = hspt_cpu(cpu);
+
+    g_assert(hc->n_reval == 0);
+    if (qatomic_read(&hc->given_up)) {
+        cpu->tcg_cflags |= CF_HSPT_SOFTMMU;
+    }
+    hspt_set_gs(hspt_gs_base(hc));
 }
 
 /*
@@ -423,7 +482,7 @@ static void hspt_slot_unmap_page(HsptSpace *sp, HsptSlot *slot,
 
     park = park && mprotect(addr, qemu_target_page_size(), PROT_NONE) == 0;
     if (!park) {
-        hspt_reserve_or_die(addr, qemu_target_page_size());
+        hspt_reserve_or_give_up(addr, qemu_target_page_size());
     }
     hspt_whole_drop(&slot->whole, va_pfn, 1);
     clear_bit(va_pfn, slot->mapped);
@@ -504,8 +563,8 @@ static void hspt_slot_rereserve(HsptSpace *sp, unsigned s, uint32_t va_pfn,
 {
     unsigned bits = qemu_target_page_bits();
 
-    hspt_reserve_or_die(hspt_slot_base(sp, s) + ((uint64_t)va_pfn << bits),
-                        npages << bits);
+    hspt_reserve_or_give_up(hspt_slot_base(sp, s) +
+                            ((uint64_t)va_pfn << bits), npages << bits);
     hspt_slot_forget_range(sp, &sp->slot[s], va_pfn, npages);
     hspt_account_rereserved(&sp->slot[s]);
 }
@@ -670,7 +729,7 @@ static void hspt_slot_unmap_all(HsptSpace *sp, unsigned s, bool wipe)
             hspt_slot_unmap_page(sp, slot, base, pfn, false);
         }
     } else {
-        hspt_reserve_or_die(base, HSPT_GUEST_VA_SIZE);
+        hspt_reserve_or_give_up(base, HSPT_GUEST_VA_SIZE);
         hspt_slot_vmas_reset(slot);
         qatomic_sub(&hspt_stats.mapped_pages, slot->n_mapped);
         sp->n_mapped -= slot->n_mapped;
@@ -1428,6 +1487,9 @@ HsptMapResult hspt_map_locked(CPUState *cpu, int mmu_idx, uint64_t va,
     slot = &sp->slot[s];
     addr = hspt_slot_base(sp, s) + va;
 
+    if (hc->given_up) {
+        goto out;
+    }
     if (hspt_slot_page_hot(slot, va_pfn)) {
         qatomic_inc(&hspt_stats.hot_refusals);
         goto out;
@@ -1605,7 +1667,7 @@ bool hspt_fill_allowed(CPUState *cpu, bool redirected)
 {
     HsptCPU *hc = hspt_cpu(cpu);
 
-    return redirected || hc->cur != hc->nursery;
+    return !hc->given_up && (redirected || hc->cur != hc->nursery);
 }
 
 /*
@@ -1678,7 +1740,7 @@ static void hspt_context_switch_to(CPUState *cpu, const HsptContextKey *key,
             reassigned = true;
         }
     }
-    hspt_set_softmmu_code(cpu, next == hc->nursery);
+    hspt_set_softmmu_code(cpu, next == hc->nursery || hc->given_up);
     prev = hc->cur;
     next->last_used = hc->clock;
     if (next != prev) {
@@ -1711,7 +1773,7 @@ static void hspt_context_switch_to(CPUState *cpu, const HsptContextKey *key,
     trace_hspt_context_switch(cpu->cpu_index, next - hc->spaces, hit,
                               reassigned);
     qemu_mutex_unlock(&hspt_lock);
-    hspt_set_gs(next->base);
+    hspt_set_gs(hspt_gs_base(hc));
     hspt_revalidate_queued(cpu);
 }
 
@@ -1765,10 +1827,11 @@ static void hspt_note_fault(CPUState *cpu, const void *addr, bool store,
                             const TranslationBlock *tb)
 {
     HsptCPU *hc = hspt_cpu(cpu);
-    uint64_t offset = (const uint8_t *)addr - hc->cur->base;
+    uint8_t *base = hspt_gs_base(hc);
+    uint64_t offset = (const uint8_t *)addr - base;
     unsigned slot = offset >> HSPT_SLOT_SHIFT;
 
-    if ((const uint8_t *)addr >= hc->cur->base && slot < hspt_nslots) {
+    if ((const uint8_t *)addr >= base && slot < hspt_nslots) {
         /* an access that wrapped past 4 GiB faults in the guard half */
         hc->pending[slot] = (HsptPendingAccess) {
             .valid = true, .va = (uint32_t)offset, .store = store, .tb = tb,
@@ -1953,8 +2016,9 @@ void hspt_format_info(GString *buf)
         STAT(mapped_pages), STAT(parked_pages), STAT(vmas), hspt_vma_budget);
     g_string_append_printf(buf,
         "mmap errors: %" PRIu64 ", %" PRIu64 " spaces left unused for lack "
-        "of memory for their bookkeeping\n",
-        STAT(mmap_errors), STAT(space_alloc_failures));
+        "of memory for their bookkeeping, %" PRIu64 " vCPUs moved to "
+        "softmmu after a failed unmap\n",
+        STAT(mmap_errors), STAT(space_alloc_failures), STAT(cpus_given_up));
 #undef STAT
 
     qemu_mutex_lock(&hspt_lock);
@@ -1970,9 +2034,10 @@ void hspt_format_info(GString *buf)
         }
         g_string_append_printf(buf,
             "vCPU %u: space %td current, %u in use, %u pages mapped, "
-            "host range 0x%" PRIxPTR "-0x%" PRIxPTR "\n",
+            "host range 0x%" PRIxPTR "-0x%" PRIxPTR "%s\n",
             c, hc->cur - hc->spaces, in_use, hc->cur->n_mapped,
-            (uintptr_t)hc->base, (uintptr_t)hc->base + hc->size);
+            (uintptr_t)hc->base, (uintptr_t)hc->base + hc->size,
+            hc->given_up ? ", on softmmu" : "");
     }
     qemu_mutex_unlock(&hspt_lock);
 }

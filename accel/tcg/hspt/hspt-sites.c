@@ -108,6 +108,16 @@ void hspt_site_miss(const TranslationBlock *tb, bool lasting)
     tb_phys_invalidate((TranslationBlock *)tb, -1);
 }
 
+/*
+ * Not a site mark: other vCPUs may still use the direct path there. The
+ * next lookup of a vCPU without a shadow (CF_HSPT_SOFTMMU) translates the
+ * block without it.
+ */
+void hspt_tb_drop(const TranslationBlock *tb)
+{
+    tb_phys_invalidate((TranslationBlock *)tb, -1);
+}
+
 /* Whether the site of TB has gone to softmmu (see hspt_site_miss()). */
 static bool hspt_site_softmmu(const TranslationBlock *tb)
 {

@@ -132,6 +132,12 @@ void hspt_nursery_check(CPUState *cpu);
 bool hspt_fill_allowed(CPUState *cpu, bool redirected);
 
 /*
+ * CPU has stopped using its shadow after a failed unmap, and runs on
+ * softmmu (see HsptCPU.dead).
+ */
+bool hspt_cpu_given_up(CPUState *cpu);
+
+/*
  * Guest TLBIASID(IS) of ASID: QEMU's flush of its untagged TLB that follows
  * drops only the non-global pages of the spaces of that ASID (and all of
  * the spaces of unknown contexts).
@@ -269,6 +275,8 @@ uintptr_t hspt_tcg_find_stub(uintptr_t host_pc, const TranslationBlock **tb);
 /* Sites that keep faulting (hspt-sites.c). */
 void hspt_sites_init(void);
 void hspt_site_miss(const TranslationBlock *tb, bool lasting);
+/* TB's direct accesses fault for good on this vCPU: retranslate it. */
+void hspt_tb_drop(const TranslationBlock *tb);
 /*
  * A slow-path access of CPU found its page shadow-mapped (counted); RA is
  * the return address into the softmmu-path TB it came from, if any (0

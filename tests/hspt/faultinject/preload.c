@@ -6,6 +6,10 @@
  *   MAP_NORESERVE mmap() calls of exactly N bytes fail with ENOMEM once K
  *   of them succeeded (the shadow bookkeeping of a space; see
  *   hspt_space_alloc()).
+ * HSPT_FAIL_RESERVE_AFTER=K: MAP_FIXED mmap() calls that replace a range
+ *   with an inaccessible anonymous MAP_NORESERVE reservation (a shadow
+ *   unmap; see hspt_reserve()) fail with ENOMEM once K of them succeeded,
+ *   leaving the old mapping in place.
  * HSPT_FAKE_MAX_MAP_COUNT=TEXT: g_file_get_contents() of
  *   /proc/sys/vm/max_map_count returns TEXT (the VMA budget).
  *
@@ -36,6 +40,8 @@ void *mmap64(void *addr, size_t len, int prot, int flags, int fd, off_t off)
 {
     static mmap_fn *real_mmap;
     static long size = -1, allowed;
+    static long reserves_allowed;
+    static int reserves_limited;
     const int match = MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE;
 
     if (!real_mmap) {
@@ -44,9 +50,18 @@ void *mmap64(void *addr, size_t len, int prot, int flags, int fd, off_t off)
     if (size < 0) {
         const char *s = getenv("HSPT_FAIL_MMAP_SIZE");
         const char *a = getenv("HSPT_FAIL_MMAP_AFTER");
+        const char *r = getenv("HSPT_FAIL_RESERVE_AFTER");
 
         size = s ? atol(s) : 0;
         allowed = a ? atol(a) : 0;
+        reserves_limited = r != NULL;
+        reserves_allowed = r ? atol(r) : 0;
+    }
+    if (reserves_limited && addr && prot == PROT_NONE &&
+        flags == (match | MAP_FIXED) && fd == -1 &&
+        __atomic_fetch_sub(&reserves_allowed, 1, __ATOMIC_SEQ_CST) <= 0) {
+        errno = ENOMEM;
+        return MAP_FAILED;
     }
     if (size && (long)len == size && !addr &&
         prot == (PROT_READ | PROT_WRITE) && flags == match) {
