@@ -1715,7 +1715,11 @@ static void hspt_context_switch_to(CPUState *cpu, const HsptContextKey *key,
         hspt_young_seen(hc->young, key->v, get_clock(), hspt_nursery_ns)) {
         next = hc->nursery;
         if (!next->keyed || !hspt_key_equal(&next->key, key)) {
-            /* the previous tenant's pages are looked up (and dropped) */
+            /*
+             * the previous tenant's pages are looked up (and dropped), and
+             * its hot pages are not the new one's
+             */
+            hspt_space_forget_hot_pages(next);
             hspt_space_rekey(next, key);
         }
         qatomic_inc(&hspt_stats.nursery_switches);
