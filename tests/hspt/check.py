@@ -294,8 +294,8 @@ def run_tlbi_test(elf, accel, log, env, smp=2):
 
 
 def stage_bare(t):
-    """tlbi-test on two vCPUs (MTTCG): no stale translation after a TLBI,
-    with short-descriptor and with LPAE page tables."""
+    """tlbi-test on two and on four vCPUs (MTTCG): no stale translation
+    after a TLBI, with short-descriptor and with LPAE page tables."""
     for fmt, cflags in [("short", []), ("lpae", ["-DLPAE"])]:
         elf = os.path.join(LOGDIR, "tlbi-test-%s.elf" % fmt)
         rc, out = run(["arm-linux-gnueabihf-gcc", "-march=armv7-a", "-marm",
@@ -313,10 +313,16 @@ def stage_bare(t):
             continue
         for label, accel in BARE_CONFIGS:
             name = "tlbi-test (%s), %s" % (fmt, label)
+            # Broadcasts must reach every other vCPU, not just one.
+            log4 = "bare-tlbi-%s-%s-smp4.log" % (fmt, label.replace("=", "-"))
+            rc, out = run_tlbi_test(elf, accel, log4, {}, smp=4)
+            t.add(rc == 0 and "\nTLBI OK" in out and "FAIL" not in out and
+                  ", 4 vCPUs\n" in out, "bare: %s, 4 vCPUs" % name,
+                  "rc=%d, see build/check/%s" % (rc, log4))
             log = "bare-tlbi-%s-%s.log" % (fmt, label.replace("=", "-"))
             rc, out = run_tlbi_test(elf, accel, log, {"QEMU_HSPT_STATS": "1"})
-            t.add(rc == 0 and "\nTLBI OK" in out and "FAIL" not in out,
-                  "bare: %s, 2 vCPUs" % name,
+            t.add(rc == 0 and "\nTLBI OK" in out and "FAIL" not in out and
+                  ", 2 vCPUs\n" in out, "bare: %s, 2 vCPUs" % name,
                   "rc=%d, see build/check/%s" % (rc, log))
             if not accel:
                 continue

@@ -1,8 +1,8 @@
 /*
  * qemu-hspt bare-metal tests: entry, stacks and exception vectors
  *
- * Both vCPUs enter at _start in SVC mode with the MMU off: vCPU 0 from
- * reset, vCPU 1 from PSCI CPU_ON. Data aborts are reported to C
+ * Every vCPU enters at _start in SVC mode with the MMU off: vCPU 0 from
+ * reset, the others (up to 4) from PSCI CPU_ON. Data aborts are reported to C
  * (data_abort()) and the faulting instruction is skipped, so a test can
  * check that an access faulted. Any other exception is fatal.
  *
@@ -59,5 +59,5 @@ bad_exception:
     .section .bss
     .balign 16384
 stacks:
-    .space  2 * 16384
+    .space  4 * 16384
 stacks_top:

@@ -2,16 +2,16 @@
  * qemu-hspt bare-metal test: every TLB invalidation the architecture
  * requires is honoured, per ASID, for global and non-global pages, in
  * every shadowed view (PL1, PL0 via LDRT/STRT, PL1 with PAN), and as
- * inner-shareable broadcast to the other vCPU.
+ * inner-shareable broadcast to the other vCPUs.
  *
- * Runs on -M virt -cpu max -smp 2, built twice: with short-descriptor page
+ * Runs on -M virt -cpu max -smp 2 to 4, built twice: with short-descriptor page
  * tables and Linux's way of switching contexts with them (TTBR0 to
  * global-only tables, new ASID in CONTEXTIDR, then the new TTBR0), and
  * with -DLPAE long-descriptor tables (ASID and table in one TTBR0 write).
  * Each check changes a page-table
  * entry, issues one TLBI flavour and reads (or writes) through the
  * changed translation, possibly after switching to the other context or
- * on the other vCPU: the access must see the new translation. Entries the
+ * on the other vCPUs: the access must see the new translation. Entries the
  * architecture merely permits to stay (TLBIASID on a global page, say)
  * are not checked either way.
  *
@@ -120,15 +120,21 @@ static pte_t pt_global[PTES] __attribute__((aligned(4096)));
 #endif
 static uint32_t pages[NPAGES][1024] __attribute__((aligned(4096)));
 
-static volatile uint32_t aborts[2];
-static volatile uint32_t last_dfsr[2];
+#define MAX_CPUS        4
+
+static volatile uint32_t aborts[MAX_CPUS];
+static volatile uint32_t last_dfsr[MAX_CPUS];
 static unsigned checks, failures;
 static bool have_pan;
 
-/* Mailbox for vCPU 1 */
+/* A mailbox per secondary vCPU */
 enum { CMD_NONE, CMD_SWITCH, CMD_READ, CMD_READ_USER };
-static volatile uint32_t mb_seq, mb_done, mb_cmd, mb_arg, mb_result;
-static volatile uint32_t cpu1_up;
+typedef struct Mailbox {
+    volatile uint32_t seq, done, cmd, arg, result;
+    volatile uint32_t up;
+} Mailbox;
+static Mailbox mailbox[MAX_CPUS];
+static unsigned ncpus = 1;      /* vCPUs 0 .. ncpus - 1 run */
 
 /* --- output ------------------------------------------------------------ */
 
@@ -190,7 +196,7 @@ static inline void isb(void)
     asm volatile("mcr p15, " #op1 ", %0, " #crn ", " #crm ", " #op2 \
                  :: "r"(v) : "memory")
 
-static void psci_call(uint32_t fn, uint32_t a1, uint32_t a2, uint32_t a3)
+static uint32_t psci_call(uint32_t fn, uint32_t a1, uint32_t a2, uint32_t a3)
 {
     register uint32_t r0 asm("r0") = fn;
     register uint32_t r1 asm("r1") = a1;
@@ -199,6 +205,7 @@ static void psci_call(uint32_t fn, uint32_t a1, uint32_t a2, uint32_t a3)
 
     asm volatile(".arch_extension virt\n\thvc #0"
                  : "+r"(r0) : "r"(r1), "r"(r2), "r"(r3) : "memory");
+    return r0;
 }
 
 /* After a page-table store, before the TLBI (as Linux does). */
@@ -987,55 +994,62 @@ static void test_pan(void)
                 "TLBIMVA to a PL1-only page");
 }
 
-/* --- vCPU 1 -------------------------------------------------------------- */
+/* --- secondary vCPUs ---------------------------------------------------- */
 
-static uint32_t remote(uint32_t cmd, uint32_t arg)
+static uint32_t remote(unsigned cpu, uint32_t cmd, uint32_t arg)
 {
-    uint32_t seq = mb_seq + 1;
+    Mailbox *mb = &mailbox[cpu];
+    uint32_t seq = mb->seq + 1;
 
-    mb_cmd = cmd;
-    mb_arg = arg;
+    mb->cmd = cmd;
+    mb->arg = arg;
     dsb();
-    mb_seq = seq;
+    mb->seq = seq;
     dsb();
-    while (mb_done != seq) {
+    while (mb->done != seq) {
         dsb();
     }
-    return mb_result;
+    return mb->result;
 }
 
-static void cpu1_loop(void)
+static void secondary_loop(unsigned cpu)
 {
+    Mailbox *mb = &mailbox[cpu];
     uint32_t done = 0;
 
-    cpu1_up = 1;
+    mb->up = 1;
     dsb();
     for (;;) {
-        while (mb_seq == done) {
+        while (mb->seq == done) {
             dsb();
         }
-        done = mb_seq;
-        switch (mb_cmd) {
+        done = mb->seq;
+        switch (mb->cmd) {
         case CMD_SWITCH:
-            switch_to(mb_arg);
+            switch_to(mb->arg);
             break;
         case CMD_READ:
-            mb_result = read_priv(mb_arg);
+            mb->result = read_priv(mb->arg);
             break;
         case CMD_READ_USER:
-            mb_result = read_user(mb_arg);
+            mb->result = read_user(mb->arg);
             break;
         }
         dsb();
-        mb_done = done;
+        mb->done = done;
     }
 }
 
+static const char *const remote_pl1_read[MAX_CPUS] = {
+    "", "vCPU 1 PL1 read", "vCPU 2 PL1 read", "vCPU 3 PL1 read" };
+static const char *const remote_pl0_read[MAX_CPUS] = {
+    "", "vCPU 1 PL0 read", "vCPU 2 PL0 read", "vCPU 3 PL0 read" };
+
 /*
- * Broadcast: vCPU 1 caches VA (PL1 and PL0) in context ASID; vCPU 0, in
- * ASID 1, remaps it and issues the IS flavour; vCPU 1 must see the new
- * page. With ASID 2, vCPU 1 runs ASID 1 meanwhile, so the stale copy
- * sits in a context that is not current on vCPU 1.
+ * Broadcast: every other vCPU caches VA (PL1 and PL0) in context ASID;
+ * vCPU 0, in ASID 1, remaps it and issues the IS flavour once; each of
+ * them must see the new page. With ASID 2, they run ASID 1 meanwhile, so
+ * the stale copies sit in a context that is not current there.
  */
 static void test_broadcast(enum tlbi op, uint32_t asid, uint32_t va)
 {
@@ -1045,22 +1059,26 @@ static void test_broadcast(enum tlbi op, uint32_t asid, uint32_t va)
     switch_to(1);
     map(asid, va, old, AP_ALL_RW);
     tlbi(TLBIALLIS, 0, 0);
-    remote(CMD_SWITCH, asid);
-    check_value(remote(CMD_READ, va), marker(old), "vCPU 1 PL1 read",
-                "the first mapping");
-    check_value(remote(CMD_READ_USER, va), marker(old), "vCPU 1 PL0 read",
-                "the first mapping");
-    if (asid != 1) {
-        remote(CMD_SWITCH, 1);
+    for (unsigned c = 1; c < ncpus; c++) {
+        remote(c, CMD_SWITCH, asid);
+        check_value(remote(c, CMD_READ, va), marker(old), remote_pl1_read[c],
+                    "the first mapping");
+        check_value(remote(c, CMD_READ_USER, va), marker(old),
+                    remote_pl0_read[c], "the first mapping");
+        if (asid != 1) {
+            remote(c, CMD_SWITCH, 1);
+        }
     }
     map(asid, va, new, AP_ALL_RW);
     tlbi(op, va, global ? 1 : asid);
-    remote(CMD_SWITCH, asid);
-    check_value(remote(CMD_READ, va), marker(new), "vCPU 1 PL1 read",
-                tlbi_name[op]);
-    check_value(remote(CMD_READ_USER, va), marker(new), "vCPU 1 PL0 read",
-                tlbi_name[op]);
-    remote(CMD_SWITCH, 1);
+    for (unsigned c = 1; c < ncpus; c++) {
+        remote(c, CMD_SWITCH, asid);
+        check_value(remote(c, CMD_READ, va), marker(new), remote_pl1_read[c],
+                    tlbi_name[op]);
+        check_value(remote(c, CMD_READ_USER, va), marker(new),
+                    remote_pl0_read[c], tlbi_name[op]);
+        remote(c, CMD_SWITCH, 1);
+    }
 }
 
 /* --- main ---------------------------------------------------------------- */
@@ -1099,7 +1117,7 @@ static void run_tests(void)
     } else {
         put_str("PAN not implemented by this CPU: PAN view not tested\n");
     }
-    if (cpu1_up) {
+    if (ncpus > 1) {
         static const enum tlbi is[] = { TLBIALLIS, TLBIMVAIS, TLBIASIDIS,
                                         TLBIMVAAIS };
 
@@ -1111,7 +1129,7 @@ static void run_tests(void)
         test_broadcast(TLBIMVAAIS, 1, GLOBAL_VA + 0x9000);
     } else {
         failures++;
-        put_str("FAIL: vCPU 1 did not start (run with -smp 2)\n");
+        put_str("FAIL: vCPU 1 did not start (run with -smp 2 to 4)\n");
     }
 }
 
@@ -1124,18 +1142,27 @@ void cpu_main(uint32_t cpu)
 
     if (cpu != 0) {
         mmu_on();
-        cpu1_loop();
+        secondary_loop(cpu);
     }
     *UART_CR = UART_CR_ON;
     build_tables();
     asm volatile("mrc p15, 0, %0, c0, c1, 7" : "=r"(mmfr3));
     have_pan = ((mmfr3 >> 16) & 0xf) != 0;
     mmu_on();
-    put_str("TLBI test: " FORMAT ", 2 ASIDs\n");
-    psci_call(PSCI_CPU_ON, 1, (uint32_t)(uintptr_t)_start, 0);
-    for (unsigned i = 0; i < 10000000 && !cpu1_up; i++) {
-        dsb();
+    /* vCPUs start in order; the first that PSCI refuses is not there. */
+    while (ncpus < MAX_CPUS &&
+           psci_call(PSCI_CPU_ON, ncpus, (uint32_t)(uintptr_t)_start, 0) == 0) {
+        for (unsigned i = 0; i < 10000000 && !mailbox[ncpus].up; i++) {
+            dsb();
+        }
+        if (!mailbox[ncpus].up) {
+            break;
+        }
+        ncpus++;
     }
+    put_str("TLBI test: " FORMAT ", 2 ASIDs, ");
+    put_dec(ncpus);
+    put_str(" vCPUs\n");
     run_tests();
     put_str("TLBI: ");
     put_dec(checks);
