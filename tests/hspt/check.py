@@ -362,6 +362,7 @@ def stage_bare(t):
                      unparks, log))
     check_bookkeeping_exhausted(t)
     check_unmap_failure_bare(t)
+    check_reset_wipes_parked(t)
 
 
 def preload_library():
@@ -780,6 +781,88 @@ def check_vma_estimate(t):
           "guest: lpae-6.1 hspt: the VMA estimate bounds the shadow's VMAs",
           "%d samples, worst excess %s VMAs%s; see %s"
           % (samples, worst, ", " + error if error else "", log))
+
+
+def shadow_file_vmas(pid, ranges):
+    """The VMAs of process PID inside RANGES that map a file (guest RAM)."""
+    n = 0
+    with open("/proc/%d/maps" % pid) as f:
+        for line in f:
+            fields = line.split()
+            start = int(fields[0].split("-", 1)[0], 16)
+            n += len(fields) > 5 and any(lo <= start < hi for lo, hi in ranges)
+    return n
+
+
+def check_reset_wipes_parked(t):
+    """A reset leaves no shadow mapping of guest RAM behind, parked pages
+    included: no parked page may outlive the RAMBlock it maps, and a
+    memory-map change takes the same path. tlbi-test ends with pages
+    parked in slots with few mapped pages (those a slot flush unmaps page
+    by page); QEMU pauses at its power-off, and after system_reset info
+    hspt must show no page and the shadow's host ranges no file mapping."""
+    import socket
+    import tempfile
+
+    elf = os.path.join(LOGDIR, "tlbi-test-lpae.elf")
+    name = "bare: tlbi-test (lpae), hspt=on: a reset unmaps parked pages too"
+    path = os.path.join(tempfile.mkdtemp(prefix="hspt-check-"), "hmp.sock")
+    log = os.path.join(LOGDIR, "bare-tlbi-lpae-reset.log")
+    before = after = files = None
+    detail = ""
+    with open(log, "w") as f:
+        qemu = subprocess.Popen(
+            [hsptguest.QEMU_SYSTEM, "-M", "virt", "-cpu", "max", "-smp", "2",
+             "-display", "none", "-serial", "stdio", "-kernel", elf,
+             "-accel", "tcg,hspt=on", "-action", "shutdown=pause",
+             "-monitor", "unix:%s,server=on,wait=on" % path],
+            stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    sock = None
+    try:
+        deadline = time.monotonic() + 60
+        while sock is None and qemu.poll() is None:
+            try:
+                sock = socket.socket(socket.AF_UNIX)
+                sock.connect(path)
+            except OSError:
+                sock = None
+                if time.monotonic() > deadline:
+                    raise OSError("no monitor socket")
+                time.sleep(0.1)
+        sock.settimeout(60)
+        hmp_command(sock, None)
+        while "shutdown" not in hmp_command(sock, "info status"):
+            if time.monotonic() > deadline:
+                raise OSError("tlbi-test did not power off")
+            time.sleep(0.2)
+        live = r"^live: (\d+) pages mapped, (\d+) parked"
+        before = re.search(live, hmp_command(sock, "info hspt"), re.M)
+        # The reset runs in the main loop; the vCPUs stay stopped after it.
+        hmp_command(sock, "system_reset")
+        time.sleep(1)
+        info = hmp_command(sock, "info hspt")
+        after = re.search(live, info, re.M)
+        ranges = [(int(lo, 16), int(hi, 16)) for lo, hi in
+                  re.findall(r"host range 0x([0-9a-f]+)-0x([0-9a-f]+)", info)]
+        files = shadow_file_vmas(qemu.pid, ranges) if ranges else None
+        before = before.groups() if before else None
+        after = after.groups() if after else None
+        hmp_command(sock, "quit")
+    except (OSError, ValueError, AttributeError) as e:
+        detail = "monitor: %s; " % e
+    finally:
+        if sock:
+            sock.close()
+        try:
+            qemu.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            qemu.kill()
+            qemu.wait()
+    t.add(before is not None and int(before[1]) > 0 and after == ("0", "0")
+          and files == 0, name,
+          "%s(pages mapped, parked) before the reset %s, after it %s; file "
+          "VMAs in the shadow after it %s; see %s"
+          % (detail, before, after, files, log))
 
 
 def check_vma_budget(t, exp):
