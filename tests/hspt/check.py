@@ -363,6 +363,7 @@ def stage_bare(t):
     check_bookkeeping_exhausted(t)
     check_unmap_failure_bare(t)
     check_reset_wipes_parked(t)
+    check_reset_unmap_failure(t)
 
 
 def preload_library():
@@ -794,62 +795,53 @@ def shadow_file_vmas(pid, ranges):
     return n
 
 
-def check_reset_wipes_parked(t):
-    """A reset leaves no shadow mapping of guest RAM behind, parked pages
-    included: no parked page may outlive the RAMBlock it maps, and a
-    memory-map change takes the same path. tlbi-test ends with pages
-    parked in slots with few mapped pages (those a slot flush unmaps page
-    by page); QEMU pauses at its power-off, and after system_reset info
-    hspt must show no page and the shadow's host ranges no file mapping."""
+def hmp_wait_status(sock, word, deadline):
+    """Poll info status until it names WORD (QEMU paused at a power-off
+    with -action shutdown=pause: "shutdown")."""
+    while word not in hmp_command(sock, "info status"):
+        if time.monotonic() > deadline:
+            raise OSError("the guest did not reach '%s'" % word)
+        time.sleep(0.2)
+
+
+def tlbi_test_paused(log, env, at_power_off):
+    """Run tlbi-test (lpae, 2 vCPUs, hspt=on) with ENV added, pausing at
+    its power-off; then call AT_POWER_OFF(sock, pid, deadline) with an HMP
+    socket and quit. Returns (its result, or None, an error text, and the
+    serial output)."""
     import socket
     import tempfile
 
     elf = os.path.join(LOGDIR, "tlbi-test-lpae.elf")
-    name = "bare: tlbi-test (lpae), hspt=on: a reset unmaps parked pages too"
     path = os.path.join(tempfile.mkdtemp(prefix="hspt-check-"), "hmp.sock")
-    log = os.path.join(LOGDIR, "bare-tlbi-lpae-reset.log")
-    before = after = files = None
-    detail = ""
+    result, error = None, ""
     with open(log, "w") as f:
         qemu = subprocess.Popen(
             [hsptguest.QEMU_SYSTEM, "-M", "virt", "-cpu", "max", "-smp", "2",
              "-display", "none", "-serial", "stdio", "-kernel", elf,
              "-accel", "tcg,hspt=on", "-action", "shutdown=pause",
              "-monitor", "unix:%s,server=on,wait=on" % path],
-            stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env=dict(os.environ, **env))
     sock = None
     try:
-        deadline = time.monotonic() + 60
-        while sock is None and qemu.poll() is None:
+        deadline = time.monotonic() + 120
+        while sock is None:
+            if qemu.poll() is not None or time.monotonic() > deadline:
+                raise OSError("no monitor socket")
             try:
                 sock = socket.socket(socket.AF_UNIX)
                 sock.connect(path)
             except OSError:
                 sock = None
-                if time.monotonic() > deadline:
-                    raise OSError("no monitor socket")
                 time.sleep(0.1)
         sock.settimeout(60)
         hmp_command(sock, None)
-        while "shutdown" not in hmp_command(sock, "info status"):
-            if time.monotonic() > deadline:
-                raise OSError("tlbi-test did not power off")
-            time.sleep(0.2)
-        live = r"^live: (\d+) pages mapped, (\d+) parked"
-        before = re.search(live, hmp_command(sock, "info hspt"), re.M)
-        # The reset runs in the main loop; the vCPUs stay stopped after it.
-        hmp_command(sock, "system_reset")
-        time.sleep(1)
-        info = hmp_command(sock, "info hspt")
-        after = re.search(live, info, re.M)
-        ranges = [(int(lo, 16), int(hi, 16)) for lo, hi in
-                  re.findall(r"host range 0x([0-9a-f]+)-0x([0-9a-f]+)", info)]
-        files = shadow_file_vmas(qemu.pid, ranges) if ranges else None
-        before = before.groups() if before else None
-        after = after.groups() if after else None
+        hmp_wait_status(sock, "shutdown", deadline)
+        result = at_power_off(sock, qemu.pid, deadline)
         hmp_command(sock, "quit")
     except (OSError, ValueError, AttributeError) as e:
-        detail = "monitor: %s; " % e
+        error = "monitor: %s" % e
     finally:
         if sock:
             sock.close()
@@ -858,11 +850,81 @@ def check_reset_wipes_parked(t):
         except subprocess.TimeoutExpired:
             qemu.kill()
             qemu.wait()
+    with open(log, errors="replace") as f:
+        return result, error, f.read()
+
+
+LIVE_PAGES = r"^live: (\d+) pages mapped, (\d+) parked"
+
+
+def check_reset_wipes_parked(t):
+    """A reset leaves no shadow mapping of guest RAM behind, parked pages
+    included: no parked page may outlive the RAMBlock it maps, and a
+    memory-map change takes the same path. tlbi-test ends with pages
+    parked in slots with few mapped pages (those a slot flush unmaps page
+    by page); after system_reset at its power-off, info hspt must show no
+    page and the shadow's host ranges no file mapping."""
+    name = "bare: tlbi-test (lpae), hspt=on: a reset unmaps parked pages too"
+    log = os.path.join(LOGDIR, "bare-tlbi-lpae-reset.log")
+
+    def reset(sock, pid, deadline):
+        before = re.search(LIVE_PAGES, hmp_command(sock, "info hspt"), re.M)
+        # The reset runs in the main loop; the vCPUs stay stopped after it.
+        hmp_command(sock, "system_reset")
+        time.sleep(1)
+        info = hmp_command(sock, "info hspt")
+        after = re.search(LIVE_PAGES, info, re.M)
+        ranges = [(int(lo, 16), int(hi, 16)) for lo, hi in
+                  re.findall(r"host range 0x([0-9a-f]+)-0x([0-9a-f]+)", info)]
+        return (before.groups() if before else None,
+                after.groups() if after else None,
+                shadow_file_vmas(pid, ranges) if ranges else None)
+
+    res, error, _ = tlbi_test_paused(log, {}, reset)
+    before, after, files = res or (None, None, None)
     t.add(before is not None and int(before[1]) > 0 and after == ("0", "0")
           and files == 0, name,
-          "%s(pages mapped, parked) before the reset %s, after it %s; file "
+          "%s (pages mapped, parked) before the reset %s, after it %s; file "
           "VMAs in the shadow after it %s; see %s"
-          % (detail, before, after, files, log))
+          % (error, before, after, files, log))
+
+
+def check_reset_unmap_failure(t):
+    """An unmap that fails on another thread than the vCPU's (the reset's
+    flush, on the main thread with the vCPUs stopped) moves the vCPU to
+    softmmu when it next runs: hspt-preload.so fails the reset's unmaps,
+    and tlbi-test, run once more after it, must pass again."""
+    name = ("bare: tlbi-test (lpae), hspt=on: unmaps failing at a reset "
+            "move the vCPUs to softmmu")
+    log = os.path.join(LOGDIR, "bare-tlbi-lpae-reset-unmap-fails.log")
+    shim = preload_library()
+    if not shim:
+        t.add(False, name, "see build/check/build-preload.log")
+        return
+    fail = os.path.join(LOGDIR, "hspt-fail-reserves")
+    if os.path.exists(fail):
+        os.unlink(fail)
+
+    def reset_failing(sock, pid, deadline):
+        open(fail, "w").close()
+        try:
+            hmp_command(sock, "system_reset")
+            time.sleep(1)
+        finally:
+            os.unlink(fail)
+        hmp_command(sock, "cont")
+        time.sleep(1)
+        hmp_wait_status(sock, "shutdown", deadline)
+        return first_int(r"(\d+) vCPUs moved to softmmu after a failed "
+                         r"unmap", hmp_command(sock, "info hspt"))
+
+    moved, error, out = tlbi_test_paused(
+        log, {"LD_PRELOAD": shim, "HSPT_FAIL_RESERVE_WHILE": fail},
+        reset_failing)
+    t.add(moved == 2 and out.count("\nTLBI OK") == 2 and "FAIL" not in out
+          and "it continues on softmmu" in out, name,
+          "%s vCPUs moved %s, %d runs passed; see %s"
+          % (error, moved, out.count("\nTLBI OK"), log))
 
 
 def check_vma_budget(t, exp):

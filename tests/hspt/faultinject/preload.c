@@ -10,6 +10,8 @@
  *   with an inaccessible anonymous MAP_NORESERVE reservation (a shadow
  *   unmap; see hspt_reserve()) fail with ENOMEM once K of them succeeded,
  *   leaving the old mapping in place.
+ * HSPT_FAIL_RESERVE_WHILE=PATH: the same reservations fail while PATH
+ *   exists (a test creates it at the moment it wants failures).
  * HSPT_FAKE_MAX_MAP_COUNT=TEXT: g_file_get_contents() of
  *   /proc/sys/vm/max_map_count returns TEXT (the VMA budget).
  *
@@ -22,6 +24,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <stdlib.h>
+#include <unistd.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/types.h>
@@ -42,6 +45,7 @@ void *mmap64(void *addr, size_t len, int prot, int flags, int fd, off_t off)
     static long size = -1, allowed;
     static long reserves_allowed;
     static int reserves_limited;
+    static const char *fail_while;
     const int match = MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE;
 
     if (!real_mmap) {
@@ -56,10 +60,13 @@ void *mmap64(void *addr, size_t len, int prot, int flags, int fd, off_t off)
         allowed = a ? atol(a) : 0;
         reserves_limited = r != NULL;
         reserves_allowed = r ? atol(r) : 0;
+        fail_while = getenv("HSPT_FAIL_RESERVE_WHILE");
     }
-    if (reserves_limited && addr && prot == PROT_NONE &&
-        flags == (match | MAP_FIXED) && fd == -1 &&
-        __atomic_fetch_sub(&reserves_allowed, 1, __ATOMIC_SEQ_CST) <= 0) {
+    if (addr && prot == PROT_NONE && flags == (match | MAP_FIXED) &&
+        fd == -1 &&
+        ((reserves_limited &&
+          __atomic_fetch_sub(&reserves_allowed, 1, __ATOMIC_SEQ_CST) <= 0) ||
+         (fail_while && access(fail_while, F_OK) == 0))) {
         errno = ENOMEM;
         return MAP_FAILED;
     }
