@@ -223,14 +223,18 @@ static void hspt_set_gs(void *base)
     gs_base = base;
 }
 
+/* ADDR lies in HC's reservation (any of its spaces, or the dead one). */
+static bool hspt_cpu_holds(const HsptCPU *hc, const void *addr)
+{
+    return hc->base && (const uint8_t *)addr >= hc->base &&
+           (const uint8_t *)addr < hc->base + hc->size;
+}
+
 static HsptCPU *hspt_cpu_of_addr(const void *addr)
 {
     for (unsigned c = 0; c < hspt_max_cpus; c++) {
-        HsptCPU *hc = &hspt_cpus[c];
-
-        if (hc->base && (const uint8_t *)addr >= hc->base &&
-            (const uint8_t *)addr < hc->base + hc->size) {
-            return hc;
+        if (hspt_cpu_holds(&hspt_cpus[c], addr)) {
+            return &hspt_cpus[c];
         }
     }
     return NULL;
@@ -1667,7 +1671,8 @@ bool hspt_fill_allowed(CPUState *cpu, bool redirected)
 {
     HsptCPU *hc = hspt_cpu(cpu);
 
-    return !hc->given_up && (redirected || hc->cur != hc->nursery);
+    return !qatomic_read(&hc->given_up) &&
+           (redirected || hc->cur != hc->nursery);
 }
 
 /*
@@ -1813,14 +1818,8 @@ void hspt_context_switch(CPUState *cpu, const HsptContextKey *key)
 
 static bool hspt_addr_in_cpu(CPUState *cpu, const void *addr)
 {
-    HsptCPU *hc;
-
-    if (!cpu || cpu->cpu_index < 0 || cpu->cpu_index >= hspt_max_cpus) {
-        return false;
-    }
-    hc = &hspt_cpus[cpu->cpu_index];
-    return hc->base && (const uint8_t *)addr >= hc->base &&
-           (const uint8_t *)addr < hc->base + hc->size;
+    return cpu && cpu->cpu_index >= 0 && cpu->cpu_index < hspt_max_cpus &&
+           hspt_cpu_holds(&hspt_cpus[cpu->cpu_index], addr);
 }
 
 /* x86 page-fault error code: the access was a write. */
