@@ -16,13 +16,6 @@
 #include "hspt.h"
 #include "hspt-internal.h"
 
-/*
- * Core mmu indexes that 32-bit A-profile guests use for data accesses and
- * that get a shadow region: ARMMMUIdx_E10_0, E10_1 and E10_1_PAN. All
- * others (EL2/EL3, stage 2, physical) stay on softmmu.
- */
-#define HSPT_ARM_IDX_MASK ((1 << 0) | (1 << 2) | (1 << 4))
-
 HsptConfig hspt_config = {
     .organisation = HSPT_SPT_GROUP,
     .groups = HSPT_DEFAULT_GROUPS,
@@ -184,7 +177,7 @@ int hspt_init_machine(MachineState *ms, Error **errp)
      * explicit share=off still wins; that RAM then stays on softmmu.
      */
     object_register_sugar_prop(TYPE_MEMORY_BACKEND, "share", "on", false);
-    if (!hspt_region_init(ms->smp.max_cpus, HSPT_ARM_IDX_MASK,
+    if (!hspt_region_init(ms->smp.max_cpus, HSPT_SHADOW_IDX_MASK,
                            hspt_spaces_per_cpu(), errp)) {
         return -EINVAL;
     }

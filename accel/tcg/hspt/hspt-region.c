@@ -54,12 +54,6 @@
  * after one signal each (3800 in one boot of the guest kit).
  */
 #define HSPT_HOT_EPOCH_NS (100 * SCALE_MS)
-/*
- * Prefill of a fresh space from the previous one (at most hspt-window
- * pages) covers the privileged views: mmu_idx E10_1 and E10_1_PAN.
- */
-#define HSPT_PREFILL_IDX_MASK ((1 << 2) | (1 << 4))
-
 bool hspt_enabled;
 int8_t hspt_slot_of_idx[16] = { [0 ... 15] = -1 };
 static int8_t hspt_idx_of_slot[HSPT_MAX_SLOTS];

@@ -10,6 +10,16 @@
 #include "qom/object.h"
 
 /*
+ * Core mmu indexes of the only target, 32-bit A-profile Arm (checked at
+ * build time in target/arm/hspt-arm.c.inc): the data-access views that
+ * get a shadow region (E10_0, E10_1, E10_1_PAN; all others, EL2/EL3,
+ * stage 2 and physical, stay on softmmu), and the privileged ones that a
+ * fresh space is prefilled with from the previous one.
+ */
+#define HSPT_SHADOW_IDX_MASK  ((1 << 0) | (1 << 2) | (1 << 4))
+#define HSPT_PREFILL_IDX_MASK ((1 << 2) | (1 << 4))
+
+/*
  * What HSPT needs from the host and the machine; filled in at accelerator
  * init and checked by hspt_check_environment(), which is kept free of
  * global state so that unit tests can drive it.
