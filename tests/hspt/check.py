@@ -416,6 +416,9 @@ def check_bookkeeping_exhausted(t):
           "rc=%d, see build/check/%s" % (rc, log))
 
 
+# info hspt's count of vCPUs that gave up their shadow after a failed unmap
+MOVED_TO_SOFTMMU = r"(\d+) vCPUs moved to softmmu after a failed unmap"
+
 # Every shadow unmap after this many fails (hspt-preload.so): the first
 # tlbi-test phases have run on the shadow by then.
 UNMAP_FAILS_AFTER = ("20", "50")
@@ -440,8 +443,7 @@ def check_unmap_failure_bare(t):
                                     {"LD_PRELOAD": shim,
                                      "HSPT_FAIL_RESERVE_AFTER": after,
                                      "QEMU_HSPT_STATS": "1"})
-            moved = first_int(r"(\d+) vCPUs moved to softmmu after a failed "
-                              r"unmap", out)
+            moved = first_int(MOVED_TO_SOFTMMU, out)
             t.add(rc == 0 and "\nTLBI OK" in out and "FAIL" not in out and
                   moved > 0 and "it continues on softmmu" in out, name,
                   "rc=%d, vCPUs moved to softmmu=%d, see build/check/%s"
@@ -458,15 +460,11 @@ def check_unmap_failure(t, exp):
         t.add(False, "guest: " + label, "see build/check/build-preload.log")
         return
     log = "guest-unmap-fails.log"
-    with open(os.path.join(LOGDIR, log), "w") as f:
-        res = hsptguest.boot("lpae-6.1", workloads, smp=2, log=f,
-                             extra_args=["-accel", "tcg,hspt=on"],
-                             env={"LD_PRELOAD": shim,
-                                  "HSPT_FAIL_RESERVE_AFTER": "3000",
-                                  "QEMU_HSPT_STATS": "1"})
+    res = boot_hspt_stats(log, workloads, smp=2,
+                          env={"LD_PRELOAD": shim,
+                               "HSPT_FAIL_RESERVE_AFTER": "3000"})
     check_boot(t, label, res, workloads, exp)
-    moved = first_int(r"(\d+) vCPUs moved to softmmu after a failed unmap",
-                      res.console)
+    moved = first_int(MOVED_TO_SOFTMMU, res.console)
     t.add(res.ok and moved > 0,
           "guest: %s: the vCPUs went on on softmmu" % label,
           "%d vCPUs moved; see build/check/%s" % (moved, log))
@@ -564,12 +562,12 @@ def stage_guest(t, jobs):
 
 
 def boot_hspt_stats(logname, workloads, kernel="lpae-6.1", env=None,
-                    accel="tcg,hspt=on"):
-    """Boot KERNEL with ACCEL (hspt=on) running WORKLOADS, with the HSPT
-    counters printed at exit (in res.console) and ENV added; log to
-    LOGNAME."""
+                    accel="tcg,hspt=on", smp=1):
+    """Boot KERNEL with ACCEL (hspt=on) and SMP vCPUs running WORKLOADS,
+    with the HSPT counters printed at exit (in res.console) and ENV added;
+    log to LOGNAME."""
     with open(os.path.join(LOGDIR, logname), "w") as f:
-        return hsptguest.boot(kernel, workloads, log=f,
+        return hsptguest.boot(kernel, workloads, smp=smp, log=f,
                               extra_args=["-accel", accel],
                               env=dict(env or {}, QEMU_HSPT_STATS="1"))
 
@@ -694,14 +692,43 @@ def hmp_command(sock, cmd):
     return out.decode("utf-8", "replace")
 
 
-def shadow_vmas(pid, ranges):
-    """The VMAs of process PID that start inside one of RANGES."""
+def hmp_connect(path, alive, deadline, timeout):
+    """Connect to the HMP monitor socket PATH of a QEMU that is starting,
+    while ALIVE() and until DEADLINE (time.monotonic()); read its greeting
+    and set TIMEOUT. The socket, or None."""
+    import socket
+
+    while alive() and time.monotonic() <= deadline:
+        sock = socket.socket(socket.AF_UNIX)
+        try:
+            sock.connect(path)
+        except OSError:
+            sock.close()
+            time.sleep(0.1)
+            continue
+        sock.settimeout(timeout)
+        hmp_command(sock, None)
+        return sock
+    return None
+
+
+def shadow_vmas(pid, ranges, files_only=False):
+    """The VMAs of process PID that start inside one of RANGES (only those
+    that map a file, guest RAM, if FILES_ONLY)."""
     n = 0
     with open("/proc/%d/maps" % pid) as f:
         for line in f:
-            start = int(line.split("-", 1)[0], 16)
-            n += any(lo <= start < hi for lo, hi in ranges)
+            fields = line.split()
+            start = int(fields[0].split("-", 1)[0], 16)
+            n += ((len(fields) > 5 or not files_only) and
+                  any(lo <= start < hi for lo, hi in ranges))
     return n
+
+
+def shadow_ranges(info):
+    """The host address ranges of the vCPUs' spaces in info hspt text."""
+    return [(int(lo, 16), int(hi, 16)) for lo, hi in
+            re.findall(r"host range 0x([0-9a-f]+)-0x([0-9a-f]+)", info)]
 
 
 def check_vma_estimate(t):
@@ -735,19 +762,8 @@ def check_vma_estimate(t):
     samples, worst, error = 0, None, ""
     sock = None
     try:
-        deadline = time.monotonic() + 30
-        while sock is None and runner.is_alive():
-            try:
-                sock = socket.socket(socket.AF_UNIX)
-                sock.connect(path)
-            except OSError:
-                sock = None
-                if time.monotonic() > deadline:
-                    break
-                time.sleep(0.1)
+        sock = hmp_connect(path, runner.is_alive, time.monotonic() + 30, 30)
         if sock:
-            sock.settimeout(30)
-            hmp_command(sock, None)
             # QEMU's pid: the monitor socket's peer.
             pid = struct.unpack("3i", sock.getsockopt(
                 socket.SOL_SOCKET, socket.SO_PEERCRED,
@@ -757,9 +773,7 @@ def check_vma_estimate(t):
                 try:
                     info = hmp_command(sock, "info hspt")
                     m = re.search(r"at most (\d+) VMAs", info)
-                    ranges = [(int(a, 16), int(b, 16)) for a, b in
-                              re.findall(r"host range 0x([0-9a-f]+)-0x"
-                                         r"([0-9a-f]+)", info)]
+                    ranges = shadow_ranges(info)
                     if m and ranges:
                         over = shadow_vmas(pid, ranges) - \
                             (int(m.group(1)) + len(ranges))
@@ -784,17 +798,6 @@ def check_vma_estimate(t):
           % (samples, worst, ", " + error if error else "", log))
 
 
-def shadow_file_vmas(pid, ranges):
-    """The VMAs of process PID inside RANGES that map a file (guest RAM)."""
-    n = 0
-    with open("/proc/%d/maps" % pid) as f:
-        for line in f:
-            fields = line.split()
-            start = int(fields[0].split("-", 1)[0], 16)
-            n += len(fields) > 5 and any(lo <= start < hi for lo, hi in ranges)
-    return n
-
-
 def hmp_wait_status(sock, word, deadline):
     """Poll info status until it names WORD (QEMU paused at a power-off
     with -action shutdown=pause: "shutdown")."""
@@ -809,7 +812,6 @@ def tlbi_test_paused(log, env, at_power_off):
     its power-off; then call AT_POWER_OFF(sock, pid, deadline) with an HMP
     socket and quit. Returns (its result, or None, an error text, and the
     serial output)."""
-    import socket
     import tempfile
 
     elf = os.path.join(LOGDIR, "tlbi-test-lpae.elf")
@@ -826,17 +828,9 @@ def tlbi_test_paused(log, env, at_power_off):
     sock = None
     try:
         deadline = time.monotonic() + 120
-        while sock is None:
-            if qemu.poll() is not None or time.monotonic() > deadline:
-                raise OSError("no monitor socket")
-            try:
-                sock = socket.socket(socket.AF_UNIX)
-                sock.connect(path)
-            except OSError:
-                sock = None
-                time.sleep(0.1)
-        sock.settimeout(60)
-        hmp_command(sock, None)
+        sock = hmp_connect(path, lambda: qemu.poll() is None, deadline, 60)
+        if not sock:
+            raise OSError("no monitor socket")
         hmp_wait_status(sock, "shutdown", deadline)
         result = at_power_off(sock, qemu.pid, deadline)
         hmp_command(sock, "quit")
@@ -874,11 +868,10 @@ def check_reset_wipes_parked(t):
         time.sleep(1)
         info = hmp_command(sock, "info hspt")
         after = re.search(LIVE_PAGES, info, re.M)
-        ranges = [(int(lo, 16), int(hi, 16)) for lo, hi in
-                  re.findall(r"host range 0x([0-9a-f]+)-0x([0-9a-f]+)", info)]
+        ranges = shadow_ranges(info)
         return (before.groups() if before else None,
                 after.groups() if after else None,
-                shadow_file_vmas(pid, ranges) if ranges else None)
+                shadow_vmas(pid, ranges, files_only=True) if ranges else None)
 
     res, error, _ = tlbi_test_paused(log, {}, reset)
     before, after, files = res or (None, None, None)
@@ -915,8 +908,7 @@ def check_reset_unmap_failure(t):
         hmp_command(sock, "cont")
         time.sleep(1)
         hmp_wait_status(sock, "shutdown", deadline)
-        return first_int(r"(\d+) vCPUs moved to softmmu after a failed "
-                         r"unmap", hmp_command(sock, "info hspt"))
+        return first_int(MOVED_TO_SOFTMMU, hmp_command(sock, "info hspt"))
 
     moved, error, out = tlbi_test_paused(
         log, {"LD_PRELOAD": shim, "HSPT_FAIL_RESERVE_WHILE": fail},
