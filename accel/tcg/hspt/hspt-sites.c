@@ -71,11 +71,21 @@ static HsptSite *hspt_site_get(int64_t key)
 }
 
 /*
+ * Invalidate TB, also while it runs (as for self-modifying code: it runs
+ * to its end and is not entered again). Alone, for a vCPU that gave up
+ * its shadow, it is not a site mark: other vCPUs may still use the direct
+ * path there, and that vCPU's next lookup (CF_HSPT_SOFTMMU) translates
+ * the block without it.
+ */
+void hspt_tb_drop(const TranslationBlock *tb)
+{
+    tb_phys_invalidate((TranslationBlock *)tb, -1);
+}
+
+/*
  * A redirected access of TB could not be given a mapping; LASTING if it
  * will not get one soon either (a hot page), so that counting is moot.
- * Called from the slow path with no lock held; invalidating the running
- * TB is safe, as for self-modifying code: it runs to its end and is not
- * entered again.
+ * Called from the slow path with no lock held (see hspt_tb_drop()).
  */
 void hspt_site_miss(const TranslationBlock *tb, bool lasting)
 {
@@ -105,17 +115,7 @@ void hspt_site_miss(const TranslationBlock *tb, bool lasting)
     }
     qatomic_inc(&hspt_stats.softmmu_tbs);
     qemu_mutex_unlock(&hspt_sites_lock);
-    tb_phys_invalidate((TranslationBlock *)tb, -1);
-}
-
-/*
- * Not a site mark: other vCPUs may still use the direct path there. The
- * next lookup of a vCPU without a shadow (CF_HSPT_SOFTMMU) translates the
- * block without it.
- */
-void hspt_tb_drop(const TranslationBlock *tb)
-{
-    tb_phys_invalidate((TranslationBlock *)tb, -1);
+    hspt_tb_drop(tb);
 }
 
 /* Whether the site of TB has gone to softmmu (see hspt_site_miss()). */
