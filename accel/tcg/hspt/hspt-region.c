@@ -1678,6 +1678,8 @@ static bool hspt_space_rekey(HsptSpace *sp, const HsptContextKey *key)
 {
     bool had_pages = sp->n_mapped != 0;
 
+    /* A page hot for the old context is not for the new one. */
+    hspt_space_forget_hot_pages(sp);
     if (had_pages) {
         sp->stale = true;
     }
@@ -1714,11 +1716,7 @@ static void hspt_context_switch_to(CPUState *cpu, const HsptContextKey *key,
         hspt_young_seen(hc->young, key->v, get_clock(), hspt_nursery_ns)) {
         next = hc->nursery;
         if (!next->keyed || !hspt_key_equal(&next->key, key)) {
-            /*
-             * the previous tenant's pages are looked up (and dropped), and
-             * its hot pages are not the new one's
-             */
-            hspt_space_forget_hot_pages(next);
+            /* the previous tenant's pages are looked up (and dropped) */
             hspt_space_rekey(next, key);
         }
         qatomic_inc(&hspt_stats.nursery_switches);
@@ -1732,7 +1730,6 @@ static void hspt_context_switch_to(CPUState *cpu, const HsptContextKey *key,
             qatomic_inc(&hspt_stats.space_alloc_failures);
             next = hspt_lru_space(hc, true);
         }
-        hspt_space_forget_hot_pages(next);
         /*
          * Dropping the old ASID's pages here instead, unlooked, made
          * forkstorm 12 % slower: the scan of the kernel's large pages
