@@ -5,8 +5,11 @@ Each configuration is LABEL=EMULATOR [ARGS...]; every repetition boots each
 configuration once, side by side, and runs all workloads at size "bench".
 Reported per workload: the median in-guest time over the repetitions and its
 ratio to the first (baseline) configuration; "boot" is host wall time from
-QEMU's start to the guest's init. Static workloads also run under user-mode
-QEMU (configuration "user") for reference.
+QEMU's start to the guest's init. "cpu-user" and "cpu-sys" are the CPU
+time the whole QEMU process spent in user mode and in the host kernel
+(boot and all workloads): on a host whose speed drifts they tell where a
+configuration's time goes better than the wall times do. Static workloads
+also run under user-mode QEMU (configuration "user") for reference.
 
 Writes raw.csv (every run), summary.csv, ratios.png (gnuplot) and the
 boot logs to build/bench, or to the directory given with --out (so that
@@ -20,6 +23,7 @@ Later comparisons use --config, e.g.
 import argparse
 import csv
 import os
+import resource
 import shlex
 import shutil
 import statistics
@@ -82,15 +86,21 @@ def main():
         for label, argv in configs:
             print("rep %d/%d: %s ..." % (rep, args.reps, label), flush=True)
             logname = os.path.join(outdir, "%s-%d.log" % (label, rep))
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
             with open(logname, "w") as log:
                 res = hsptguest.boot(args.kernel, workloads, size=args.size,
                                      smp=args.smp, qemu=argv[0],
                                      extra_args=argv[1:], timeout=7200, log=log)
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
             if not res.ok or any(r.status for r in res.results):
                 sys.exit("bench: %s failed (%s); see %s"
                          % (label, res.error or "workload error", logname))
             raw.append((label, "boot", rep, res.boot_seconds))
             raw += [(label, r.name, rep, r.seconds) for r in res.results]
+            raw.append((label, "cpu-user", rep,
+                        after.ru_utime - before.ru_utime))
+            raw.append((label, "cpu-sys", rep,
+                        after.ru_stime - before.ru_stime))
         if not args.no_user and os.path.exists(hsptguest.QEMU_USER):
             for name in workloads:
                 if name in hsptguest.USER_MODE_WORKLOADS:
@@ -102,7 +112,7 @@ def main():
     labels = [c[0] for c in configs]
     if any(r[0] == "user" for r in raw):
         labels.append("user")
-    rows = ["boot"] + workloads
+    rows = ["boot"] + workloads + ["cpu-user", "cpu-sys"]
     med = {}
     for label in labels:
         for name in rows:
