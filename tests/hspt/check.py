@@ -886,7 +886,10 @@ def check_reset_unmap_failure(t):
     """An unmap that fails on another thread than the vCPU's (the reset's
     flush, on the main thread with the vCPUs stopped) moves the vCPU to
     softmmu when it next runs: hspt-preload.so fails the reset's unmaps,
-    and tlbi-test, run once more after it, must pass again."""
+    and tlbi-test, run once more after it, must pass again. Its second
+    boot reads a VA that the first left cached as a block over other RAM
+    before anything else would switch spaces, so only the switch at
+    cpu_exec() entry keeps it from reading the stale block."""
     name = ("bare: tlbi-test (lpae), hspt=on: unmaps failing at a reset "
             "move the vCPUs to softmmu")
     log = os.path.join(LOGDIR, "bare-tlbi-lpae-reset-unmap-fails.log")
