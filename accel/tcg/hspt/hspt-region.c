@@ -241,6 +241,18 @@ static uint8_t *hspt_gs_base(HsptCPU *hc)
 }
 
 /*
+ * Point the vCPU's generated code at its shadow, on its own thread; a
+ * vCPU that gave up looks up softmmu-only blocks from then on.
+ */
+static void hspt_cpu_load_gs(CPUState *cpu, HsptCPU *hc)
+{
+    if (qatomic_read(&hc->given_up)) {
+        cpu->tcg_cflags |= CF_HSPT_SOFTMMU;
+    }
+    hspt_set_gs(hspt_gs_base(hc));
+}
+
+/*
  * An unmap failed (the host is out of memory or of VMAs) and the old
  * mapping may still be there. The vCPU stops using its spaces and
  * continues on softmmu: safe, only slower. Its own thread switches at
@@ -258,8 +270,7 @@ static void hspt_cpu_give_up(HsptCPU *hc, int err)
                     "it continues on softmmu", hc - hspt_cpus, strerror(err));
     }
     if (cpu && qemu_cpu_is_self(cpu)) {
-        cpu->tcg_cflags |= CF_HSPT_SOFTMMU;
-        hspt_set_gs(hc->dead);
+        hspt_cpu_load_gs(cpu, hc);
     } else if (cpu) {
         cpu_exit(cpu);
     }
@@ -363,10 +374,7 @@ void hspt_cpu_exec_enter(CPUState *cpu)
     HsptCPU *hc = hspt_cpu(cpu);
 
     g_assert(hc->n_reval == 0);
-    if (qatomic_read(&hc->given_up)) {
-        cpu->tcg_cflags |= CF_HSPT_SOFTMMU;
-    }
-    hspt_set_gs(hspt_gs_base(hc));
+    hspt_cpu_load_gs(cpu, hc);
 }
 
 /*
