@@ -864,6 +864,33 @@ static void hspt_queue_deferred(HsptCPU *hc, HsptSpace *sp)
     sp->n_deferred = 0;
 }
 
+/*
+ * Whether a page flush of PAGE in slot S of HC's spaces has anything to
+ * do, looked at without hspt_lock. Most have nothing (a guest on
+ * erratum 720789 flushes each page of every ASID, each in all views), and
+ * the lock would cost more than the look. Page flushes run on the vCPU's
+ * own thread, which alone maps pages and flushes whole slots; other
+ * threads only write-protect pages, or unmap one and clear its bit after
+ * the system call returned. So a page this does not find is gone from
+ * the host as well.
+ */
+static bool hspt_page_flush_needed(HsptCPU *hc, unsigned s, uint64_t page)
+{
+    uint32_t va_pfn = page >> qemu_target_page_bits();
+
+    for (unsigned i = 0; i < hspt_nspaces_all; i++) {
+        HsptSlot *slot = &hc->spaces[i].slot[s];
+
+        if (qatomic_read(&slot->n_mapped) &&
+            (hspt_lp_covers(&slot->lp, page) ||
+             (qatomic_read(&slot->mapped[BIT_WORD(va_pfn)]) &
+              BIT_MASK(va_pfn)))) {
+            return true;
+        }
+    }
+    return false;
+}
+
 void hspt_unmap_page_locked(CPUState *cpu, int mmu_idx, uint64_t page)
 {
     HsptCPU *hc = hspt_cpu(cpu);
@@ -874,6 +901,9 @@ void hspt_unmap_page_locked(CPUState *cpu, int mmu_idx, uint64_t page)
         return;
     }
     trace_hspt_flush_page(cpu->cpu_index, mmu_idx, page);
+    if (!hspt_page_flush_needed(hc, s, page)) {
+        return;
+    }
     qemu_mutex_lock(&hspt_lock);
     for (unsigned i = 0; i < hspt_nspaces_all; i++) {
         HsptSpace *sp = &hc->spaces[i];
@@ -937,7 +967,8 @@ const HsptRevalidate *hspt_take_revalidations(CPUState *cpu, unsigned *n)
     HsptCPU *hc = hspt_cpu(cpu);
 
     *n = 0;
-    if (hc->revalidating) {
+    /* Only this thread queues; most flushes and switches queue nothing. */
+    if (hc->revalidating || hc->n_reval == 0) {
         return NULL;
     }
     qemu_mutex_lock(&hspt_lock);
@@ -1479,6 +1510,14 @@ HsptMapResult hspt_map_locked(CPUState *cpu, int mmu_idx, uint64_t va,
     if (s < 0) {
         return HSPT_MAP_REFUSED;
     }
+    /*
+     * Page flush counts change on this thread only: refuse hot pages, which
+     * every slow-path access to them asks for, without taking the lock.
+     */
+    if (hspt_slot_page_hot(&hc->cur->slot[s], va_pfn)) {
+        qatomic_inc(&hspt_stats.hot_refusals);
+        return HSPT_MAP_REFUSED;
+    }
     rb = qemu_ram_block_from_host(host, false, &offset);
     if (!rb || rb->fd < 0 || !qemu_ram_is_shared(rb) ||
         rb->page_size != qemu_real_host_page_size() ||
@@ -1494,10 +1533,6 @@ HsptMapResult hspt_map_locked(CPUState *cpu, int mmu_idx, uint64_t va,
     addr = hspt_slot_base(sp, s) + va;
 
     if (hc->given_up) {
-        goto out;
-    }
-    if (hspt_slot_page_hot(slot, va_pfn)) {
-        qatomic_inc(&hspt_stats.hot_refusals);
         goto out;
     }
     /*
