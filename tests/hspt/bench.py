@@ -2,7 +2,12 @@
 """`make bench`: the guest workloads on several emulator configurations.
 
 Each configuration is LABEL=EMULATOR [ARGS...]; every repetition boots each
-configuration once, side by side, and runs all workloads at size "bench".
+configuration once, one after the other, and runs all workloads at size
+"bench". With --paired the configurations of a repetition boot at the same
+time, each pinned to a host CPU of its own (they swap CPUs from one
+repetition to the next), and each ratio is the median of the
+repetitions' own ratios: on a host whose speed drifts, configurations
+that run at the same moment see the same host.
 Reported per workload: the median in-guest time over the repetitions and its
 ratio to the first (baseline) configuration; "boot" is host wall time from
 QEMU's start to the guest's init. "cpu-user" and "cpu-sys" are the CPU
@@ -29,6 +34,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import threading
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import hsptguest  # noqa: E402
@@ -72,6 +78,11 @@ def main():
     ap.add_argument("--workloads", default=",".join(hsptguest.WORKLOADS))
     ap.add_argument("--no-user", action="store_true",
                     help="skip the user-mode reference runs")
+    ap.add_argument("--paired", action="store_true",
+                    help="boot the configurations of a repetition at the "
+                         "same time, each pinned to a host CPU of its own "
+                         "(rotating), and report medians of the "
+                         "per-repetition ratios; no cpu-user/cpu-sys rows")
     ap.add_argument("--out", default=OUTDIR,
                     help="directory for the CSVs, plot and logs "
                          "(default: %(default)s)")
@@ -82,25 +93,15 @@ def main():
     workloads = args.workloads.split(",")
     os.makedirs(outdir, exist_ok=True)
     raw = []          # (config, workload, rep, seconds)
+    cpus = sorted(os.sched_getaffinity(0))
+    if args.paired and len(configs) > len(cpus):
+        sys.exit("bench: --paired needs a host CPU per configuration "
+                 "(%d configurations, %d CPUs)" % (len(configs), len(cpus)))
     for rep in range(1, args.reps + 1):
-        for label, argv in configs:
-            print("rep %d/%d: %s ..." % (rep, args.reps, label), flush=True)
-            logname = os.path.join(outdir, "%s-%d.log" % (label, rep))
-            before = resource.getrusage(resource.RUSAGE_CHILDREN)
-            with open(logname, "w") as log:
-                res = hsptguest.boot(args.kernel, workloads, size=args.size,
-                                     smp=args.smp, qemu=argv[0],
-                                     extra_args=argv[1:], timeout=7200, log=log)
-            after = resource.getrusage(resource.RUSAGE_CHILDREN)
-            if not res.ok or any(r.status for r in res.results):
-                sys.exit("bench: %s failed (%s); see %s"
-                         % (label, res.error or "workload error", logname))
-            raw.append((label, "boot", rep, res.boot_seconds))
-            raw += [(label, r.name, rep, r.seconds) for r in res.results]
-            raw.append((label, "cpu-user", rep,
-                        after.ru_utime - before.ru_utime))
-            raw.append((label, "cpu-sys", rep,
-                        after.ru_stime - before.ru_stime))
+        if args.paired:
+            raw += run_paired(configs, rep, cpus, args, workloads, outdir)
+        else:
+            raw += run_in_turn(configs, rep, args, workloads, outdir)
         if not args.no_user and os.path.exists(hsptguest.QEMU_USER):
             for name in workloads:
                 if name in hsptguest.USER_MODE_WORKLOADS:
@@ -112,19 +113,33 @@ def main():
     labels = [c[0] for c in configs]
     if any(r[0] == "user" for r in raw):
         labels.append("user")
-    rows = ["boot"] + workloads + ["cpu-user", "cpu-sys"]
+    rows = ["boot"] + workloads
+    if not args.paired:
+        rows += ["cpu-user", "cpu-sys"]
     med = {}
     for label in labels:
         for name in rows:
             vals = [r[3] for r in raw if r[0] == label and r[1] == name]
             if vals:
                 med[label, name] = statistics.median(vals)
+    base = labels[0]
+    ratio = {}      # > 1 means the configuration is faster than the baseline
+    for label in labels[1:]:
+        for name in rows:
+            if args.paired and label != "user":
+                times = {(r[0], r[2]): r[3] for r in raw if r[1] == name}
+                vals = [times[base, rep] / times[label, rep]
+                        for rep in range(1, args.reps + 1)
+                        if times.get((label, rep)) and (base, rep) in times]
+                if vals:
+                    ratio[label, name] = statistics.median(vals)
+            elif (label, name) in med and med.get((base, name)):
+                ratio[label, name] = med[base, name] / med[label, name]
 
     with open(os.path.join(outdir, "raw.csv"), "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["config", "workload", "rep", "seconds"])
         w.writerows(raw)
-    base = labels[0]
     header = ["workload"] + ["%s s" % l for l in labels] + \
              ["%s/%s" % (base, l) for l in labels[1:]]
     table = []
@@ -133,11 +148,7 @@ def main():
         for l in labels:
             row.append("%.3f" % med[l, name] if (l, name) in med else "-")
         for l in labels[1:]:
-            if (l, name) in med and (base, name) in med and med[base, name] > 0:
-                # > 1 means the configuration is faster than the baseline.
-                row.append("%.2f" % (med[base, name] / med[l, name]))
-            else:
-                row.append("-")
+            row.append("%.2f" % ratio[l, name] if (l, name) in ratio else "-")
         table.append(row)
     with open(os.path.join(outdir, "summary.csv"), "w", newline="") as f:
         w = csv.writer(f)
@@ -146,18 +157,83 @@ def main():
 
     widths = [max(len(str(x)) for x in col) for col in zip(header, *table)]
     print("\nMedians of %d repetition(s), kernel %s, -smp %d, size %s; "
-          "ratio = baseline time / config time (> 1: config faster)"
-          % (args.reps, args.kernel, args.smp, args.size))
+          "ratio = baseline time / config time (> 1: config faster)%s"
+          % (args.reps, args.kernel, args.smp, args.size,
+             "; paired: configurations side by side, one CPU each, ratios "
+             "are medians of each repetition's ratio" if args.paired else ""))
     for label, argv in configs:
         print("  %s: %s" % (label, shlex.join(argv)))
     for row in [header] + table:
         print("  ".join(str(x).rjust(w) for x, w in zip(row, widths)))
-    plot(labels, rows, med, outdir)
+    plot(labels, rows, ratio, outdir)
     print("\nwrote %s/raw.csv, summary.csv, ratios.png" % outdir)
     return 0
 
 
-def plot(labels, rows, med, outdir):
+def run_in_turn(configs, rep, args, workloads, outdir):
+    """Boot the configurations one after the other."""
+    raw = []
+    for label, argv in configs:
+        print("rep %d/%d: %s ..." % (rep, args.reps, label), flush=True)
+        logname = os.path.join(outdir, "%s-%d.log" % (label, rep))
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        with open(logname, "w") as log:
+            res = hsptguest.boot(args.kernel, workloads, size=args.size,
+                                 smp=args.smp, qemu=argv[0],
+                                 extra_args=argv[1:], timeout=7200, log=log)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        if not res.ok or any(r.status for r in res.results):
+            sys.exit("bench: %s failed (%s); see %s"
+                     % (label, res.error or "workload error", logname))
+        raw.append((label, "boot", rep, res.boot_seconds))
+        raw += [(label, r.name, rep, r.seconds) for r in res.results]
+        raw.append((label, "cpu-user", rep,
+                    after.ru_utime - before.ru_utime))
+        raw.append((label, "cpu-sys", rep,
+                    after.ru_stime - before.ru_stime))
+    return raw
+
+
+def run_paired(configs, rep, cpus, args, workloads, outdir):
+    """Boot every configuration at once, each on a CPU of its own.
+
+    Configurations swap CPUs from one repetition to the next, so that a
+    slower CPU does not always count against the same one. A child
+    process inherits the affinity of the thread that starts it."""
+    results = [None] * len(configs)
+
+    def one(i, label, argv):
+        cpu = cpus[(i + rep) % len(cpus)]
+        os.sched_setaffinity(0, {cpu})
+        logname = os.path.join(outdir, "%s-%d.log" % (label, rep))
+        with open(logname, "w") as log:
+            log.write("# pinned to host CPU %d\n" % cpu)
+            results[i] = hsptguest.boot(args.kernel, workloads,
+                                        size=args.size, smp=args.smp,
+                                        qemu=argv[0], extra_args=argv[1:],
+                                        timeout=7200, log=log)
+
+    print("rep %d/%d: %s at once ..." % (rep, args.reps,
+                                         ", ".join(c[0] for c in configs)),
+          flush=True)
+    threads = [threading.Thread(target=one, args=(i, label, argv))
+               for i, (label, argv) in enumerate(configs)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    raw = []
+    for (label, _), res in zip(configs, results):
+        if not res or not res.ok or any(r.status for r in res.results):
+            sys.exit("bench: %s failed (%s); see %s"
+                     % (label, res.error if res else "no result",
+                        os.path.join(outdir, "%s-%d.log" % (label, rep))))
+        raw.append((label, "boot", rep, res.boot_seconds))
+        raw += [(label, r.name, rep, r.seconds) for r in res.results]
+    return raw
+
+
+def plot(labels, rows, ratio, outdir):
     """Bar chart of speed relative to the baseline, one group per workload."""
     if not shutil.which("gnuplot") or len(labels) < 2:
         return
@@ -166,12 +242,10 @@ def plot(labels, rows, med, outdir):
     with open(dat, "w") as f:
         f.write("workload " + " ".join(labels[1:]) + "\n")
         for name in rows:
-            if (base, name) not in med:
+            if not any((l, name) in ratio for l in labels[1:]):
                 continue
-            vals = []
-            for l in labels[1:]:
-                v = med.get((l, name))
-                vals.append("%.4f" % (med[base, name] / v) if v else "NaN")
+            vals = ["%.4f" % ratio[l, name] if (l, name) in ratio else "NaN"
+                    for l in labels[1:]]
             f.write(name + " " + " ".join(vals) + "\n")
     script = "\n".join([
         "set terminal pngcairo size 1200,600 noenhanced" if _has_cairo() else

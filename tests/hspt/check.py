@@ -16,6 +16,7 @@ Ends with "N passed, N failed" and exits 1 if anything failed.
 
 import argparse
 import concurrent.futures
+import csv
 import hashlib
 import json
 import os
@@ -559,6 +560,46 @@ def stage_guest(t, jobs):
     check_vma_estimate(t)
     check_vma_budget(t, exp)
     check_unmap_failure(t, exp)
+    check_bench_paired(t)
+
+
+def check_bench_paired(t):
+    """bench.py --paired boots the configurations of a repetition each on
+    a host CPU of its own, swaps the CPUs for the next repetition and
+    reports medians of the per-repetition ratios."""
+    out = os.path.join(LOGDIR, "bench-paired")
+    qemu = hsptguest.QEMU_SYSTEM
+    cmd = [sys.executable, os.path.join(hsptguest.REPO, "tests", "hspt",
+                                        "bench.py"),
+           "--paired", "--reps", "2", "--size", "test", "--no-user",
+           "--workloads", "seqrw", "--out", out,
+           "--config", "off=" + qemu,
+           "--config", "on=%s -accel tcg,hspt=on" % qemu]
+    rc, output = run(cmd, "bench-paired.log", timeout=900)
+    name = "bench: --paired pins each configuration to its own CPU"
+    if len(os.sched_getaffinity(0)) < 2:
+        t.add(rc != 0 and "needs a host CPU per configuration" in output,
+              "bench: --paired refuses a host with one CPU", output[-200:])
+        return
+    if rc != 0:
+        t.add(False, name, "rc %d; see build/check/bench-paired.log" % rc)
+        return
+    pinned = {}
+    for label in ("off", "on"):
+        for rep in (1, 2):
+            with open(os.path.join(out, "%s-%d.log" % (label, rep))) as f:
+                pinned[label, rep] = first_int(r"# pinned to host CPU (\d+)",
+                                               f.read(), -1)
+    t.add(pinned["off", 1] != pinned["on", 1] and
+          pinned["off", 1] == pinned["on", 2] and
+          pinned["on", 1] == pinned["off", 2], name, str(pinned))
+    with open(os.path.join(out, "summary.csv")) as f:
+        rows = {r[0]: r for r in csv.reader(f)}
+    ok = (rows.get("workload", [])[-1:] == ["off/on"] and
+          all(re.fullmatch(r"\d+\.\d\d", rows.get(n, ["-"])[-1])
+              for n in ("boot", "seqrw")) and "cpu-user" not in rows)
+    t.add(ok, "bench: --paired reports per-repetition ratios, no CPU rows",
+          str(rows))
 
 
 def boot_hspt_stats(logname, workloads, kernel="lpae-6.1", env=None,
