@@ -4,10 +4,10 @@
 Each configuration is LABEL=EMULATOR [ARGS...]; every repetition boots each
 configuration once, one after the other, and runs all workloads at size
 "bench". With --paired the configurations of a repetition boot at the same
-time, each pinned to a host CPU of its own (they swap CPUs from one
-repetition to the next), and each ratio is the median of the
-repetitions' own ratios: on a host whose speed drifts, configurations
-that run at the same moment see the same host.
+time, once per workload, each pinned to a host CPU of its own (they swap
+CPUs from one repetition to the next), and each ratio is the median of
+the repetitions' own ratios: on a host whose speed drifts, runs at the
+same moment see the same host.
 Reported per workload: the median in-guest time over the repetitions and its
 ratio to the first (baseline) configuration; "boot" is host wall time from
 QEMU's start to the guest's init. "cpu-user" and "cpu-sys" are the CPU
@@ -195,42 +195,52 @@ def run_in_turn(configs, rep, args, workloads, outdir):
 
 
 def run_paired(configs, rep, cpus, args, workloads, outdir):
-    """Boot every configuration at once, each on a CPU of its own.
+    """Boot every configuration at once, each on a CPU of its own, once per
+    workload, so that the runs compared are the ones under way at the
+    same moment (a boot running all workloads in turn would drift apart
+    at the first workload that one configuration runs faster).
 
     Configurations swap CPUs from one repetition to the next, so that a
     slower CPU does not always count against the same one. A child
-    process inherits the affinity of the thread that starts it."""
-    results = [None] * len(configs)
-
-    def one(i, label, argv):
-        cpu = cpus[(i + rep) % len(cpus)]
-        os.sched_setaffinity(0, {cpu})
-        logname = os.path.join(outdir, "%s-%d.log" % (label, rep))
-        with open(logname, "w") as log:
-            log.write("# pinned to host CPU %d\n" % cpu)
-            results[i] = hsptguest.boot(args.kernel, workloads,
-                                        size=args.size, smp=args.smp,
-                                        qemu=argv[0], extra_args=argv[1:],
-                                        timeout=7200, log=log)
-
-    print("rep %d/%d: %s at once ..." % (rep, args.reps,
-                                         ", ".join(c[0] for c in configs)),
-          flush=True)
-    threads = [threading.Thread(target=one, args=(i, label, argv))
-               for i, (label, argv) in enumerate(configs)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    process inherits the affinity of the thread that starts it. The
+    "boot" row is the first workload's boot."""
     raw = []
-    for (label, _), res in zip(configs, results):
-        if not res or not res.ok or any(r.status for r in res.results):
-            sys.exit("bench: %s failed (%s); see %s"
-                     % (label, res.error if res else "no result",
-                        os.path.join(outdir, "%s-%d.log" % (label, rep))))
-        raw.append((label, "boot", rep, res.boot_seconds))
-        raw += [(label, r.name, rep, r.seconds) for r in res.results]
+    for name in workloads:
+        results = [None] * len(configs)
+
+        def one(i, label, argv):
+            cpu = cpus[(i + rep) % len(cpus)]
+            os.sched_setaffinity(0, {cpu})
+            with open(paired_log(outdir, label, rep, name), "w") as log:
+                log.write("# pinned to host CPU %d\n" % cpu)
+                results[i] = hsptguest.boot(args.kernel, [name],
+                                            size=args.size, smp=args.smp,
+                                            qemu=argv[0],
+                                            extra_args=argv[1:],
+                                            timeout=7200, log=log)
+
+        print("rep %d/%d: %s, %s at once ..."
+              % (rep, args.reps, name, ", ".join(c[0] for c in configs)),
+              flush=True)
+        threads = [threading.Thread(target=one, args=(i, label, argv))
+                   for i, (label, argv) in enumerate(configs)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for (label, _), res in zip(configs, results):
+            if not res or not res.ok or any(r.status for r in res.results):
+                sys.exit("bench: %s failed (%s); see %s"
+                         % (label, res.error if res else "no result",
+                            paired_log(outdir, label, rep, name)))
+            if name == workloads[0]:
+                raw.append((label, "boot", rep, res.boot_seconds))
+            raw += [(label, r.name, rep, r.seconds) for r in res.results]
     return raw
+
+
+def paired_log(outdir, label, rep, workload):
+    return os.path.join(outdir, "%s-%d-%s.log" % (label, rep, workload))
 
 
 def plot(labels, rows, ratio, outdir):

@@ -21,6 +21,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -564,10 +565,11 @@ def stage_guest(t, jobs):
 
 
 def check_bench_paired(t):
-    """bench.py --paired boots the configurations of a repetition each on
-    a host CPU of its own, swaps the CPUs for the next repetition and
-    reports medians of the per-repetition ratios."""
+    """bench.py --paired boots the configurations of a repetition (once
+    per workload) each on a host CPU of its own, swaps the CPUs for the
+    next repetition and reports medians of the per-repetition ratios."""
     out = os.path.join(LOGDIR, "bench-paired")
+    shutil.rmtree(out, ignore_errors=True)  # no logs of an earlier run
     qemu = hsptguest.QEMU_SYSTEM
     cmd = [sys.executable, os.path.join(hsptguest.REPO, "tests", "hspt",
                                         "bench.py"),
@@ -587,7 +589,8 @@ def check_bench_paired(t):
     pinned = {}
     for label in ("off", "on"):
         for rep in (1, 2):
-            with open(os.path.join(out, "%s-%d.log" % (label, rep))) as f:
+            with open(os.path.join(out, "%s-%d-seqrw.log"
+                                   % (label, rep))) as f:
                 pinned[label, rep] = first_int(r"# pinned to host CPU (\d+)",
                                                f.read(), -1)
     t.add(pinned["off", 1] != pinned["on", 1] and
