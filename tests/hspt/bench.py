@@ -80,9 +80,10 @@ def main():
                     help="skip the user-mode reference runs")
     ap.add_argument("--paired", action="store_true",
                     help="boot the configurations of a repetition at the "
-                         "same time, each pinned to a host CPU of its own "
-                         "(rotating), and report medians of the "
-                         "per-repetition ratios; no cpu-user/cpu-sys rows")
+                         "same time, once per workload, each pinned to a "
+                         "host CPU of its own (rotating), and report "
+                         "medians of the per-repetition ratios; no "
+                         "cpu-user/cpu-sys rows")
     ap.add_argument("--out", default=OUTDIR,
                     help="directory for the CSVs, plot and logs "
                          "(default: %(default)s)")
