@@ -124,14 +124,15 @@ def main():
             if vals:
                 med[label, name] = statistics.median(vals)
     base = labels[0]
+    seconds = {(r[0], r[1], r[2]): r[3] for r in raw}
     ratio = {}      # > 1 means the configuration is faster than the baseline
     for label in labels[1:]:
         for name in rows:
             if args.paired and label != "user":
-                times = {(r[0], r[2]): r[3] for r in raw if r[1] == name}
-                vals = [times[base, rep] / times[label, rep]
+                vals = [seconds[base, name, rep] / seconds[label, name, rep]
                         for rep in range(1, args.reps + 1)
-                        if times.get((label, rep)) and (base, rep) in times]
+                        if seconds.get((label, name, rep)) and
+                        (base, name, rep) in seconds]
                 if vals:
                     ratio[label, name] = statistics.median(vals)
             elif (label, name) in med and med.get((base, name)):
@@ -171,6 +172,17 @@ def main():
     return 0
 
 
+def result_rows(label, rep, res, logname, boot=True):
+    """The raw.csv rows of boot result RES (with its boot time if BOOT);
+    exits if the boot or a workload failed (RES None: no result)."""
+    if not res or not res.ok or any(r.status for r in res.results):
+        sys.exit("bench: %s failed (%s); see %s"
+                 % (label, (res.error or "workload error") if res
+                    else "no result", logname))
+    rows = [(label, "boot", rep, res.boot_seconds)] if boot else []
+    return rows + [(label, r.name, rep, r.seconds) for r in res.results]
+
+
 def run_in_turn(configs, rep, args, workloads, outdir):
     """Boot the configurations one after the other."""
     raw = []
@@ -183,11 +195,7 @@ def run_in_turn(configs, rep, args, workloads, outdir):
                                  smp=args.smp, qemu=argv[0],
                                  extra_args=argv[1:], timeout=7200, log=log)
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        if not res.ok or any(r.status for r in res.results):
-            sys.exit("bench: %s failed (%s); see %s"
-                     % (label, res.error or "workload error", logname))
-        raw.append((label, "boot", rep, res.boot_seconds))
-        raw += [(label, r.name, rep, r.seconds) for r in res.results]
+        raw += result_rows(label, rep, res, logname)
         raw.append((label, "cpu-user", rep,
                     after.ru_utime - before.ru_utime))
         raw.append((label, "cpu-sys", rep,
@@ -230,13 +238,9 @@ def run_paired(configs, rep, cpus, args, workloads, outdir):
         for t in threads:
             t.join()
         for (label, _), res in zip(configs, results):
-            if not res or not res.ok or any(r.status for r in res.results):
-                sys.exit("bench: %s failed (%s); see %s"
-                         % (label, res.error if res else "no result",
-                            paired_log(outdir, label, rep, name)))
-            if name == workloads[0]:
-                raw.append((label, "boot", rep, res.boot_seconds))
-            raw += [(label, r.name, rep, r.seconds) for r in res.results]
+            raw += result_rows(label, rep, res,
+                               paired_log(outdir, label, rep, name),
+                               boot=name == workloads[0])
     return raw
 
 
