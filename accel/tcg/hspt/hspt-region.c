@@ -2087,6 +2087,25 @@ static void hspt_dump_stats(void)
     fprintf(stderr, "%s", buf->str);
 }
 
+/*
+ * Without wrgsbase every switch of space sets %gs with arch_prctl(), which
+ * must not fail then (hspt_set_gs() aborts rather than run generated code
+ * against the wrong space): try it once at startup, on this thread's own
+ * base, so that a host that forbids it (a seccomp filter) refuses hspt=on.
+ */
+static bool hspt_arch_prctl_works(Error **errp)
+{
+    unsigned long gs = 0;
+
+    if (syscall(SYS_arch_prctl, ARCH_GET_GS, &gs) != 0 ||
+        syscall(SYS_arch_prctl, ARCH_SET_GS, gs) != 0) {
+        error_setg_errno(errp, errno, "hspt=on needs arch_prctl(ARCH_SET_GS) "
+                         "on a host without wrgsbase");
+        return false;
+    }
+    return true;
+}
+
 bool hspt_region_init(unsigned max_cpus, uint16_t idx_mask, unsigned nspaces,
                       Error **errp)
 {
@@ -2104,6 +2123,9 @@ bool hspt_region_init(unsigned max_cpus, uint16_t idx_mask, unsigned nspaces,
     qemu_mutex_init(&hspt_lock);
     hspt_sites_init();
     hspt_have_wrgsbase = getauxval(AT_HWCAP2) & HWCAP2_FSGSBASE;
+    if (!hspt_have_wrgsbase && !hspt_arch_prctl_works(errp)) {
+        return false;
+    }
     hspt_max_cpus = max_cpus;
     hspt_cpus = g_new0(HsptCPU, max_cpus);
     hspt_nspaces = nspaces;

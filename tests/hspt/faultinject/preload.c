@@ -14,6 +14,11 @@
  *   exists (a test creates it at the moment it wants failures).
  * HSPT_FAKE_MAX_MAP_COUNT=TEXT: g_file_get_contents() of
  *   /proc/sys/vm/max_map_count returns TEXT (the VMA budget).
+ * HSPT_NO_FSGSBASE=1: getauxval(AT_HWCAP2) leaves out HWCAP2_FSGSBASE, as
+ *   on a host kernel without wrgsbase for user space (before Linux 5.9),
+ *   so the %gs base is set with arch_prctl().
+ * HSPT_FAIL_ARCH_PRCTL=1: syscall(SYS_arch_prctl, ARCH_SET_GS, ...) fails
+ *   with EPERM (as under a seccomp filter that denies it).
  *
  * Without those variables every call goes through unchanged.
  *
@@ -21,17 +26,27 @@
  */
 
 #define _GNU_SOURCE
+#include <asm/prctl.h>
 #include <dlfcn.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <unistd.h>
 #include <string.h>
+#include <sys/auxv.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <sys/types.h>
+
+#ifndef HWCAP2_FSGSBASE
+#define HWCAP2_FSGSBASE (1 << 1)
+#endif
 
 typedef void *mmap_fn(void *, size_t, int, int, int, off_t);
 /* glib's, without its headers: gboolean is int, gsize size_t */
 typedef int get_contents_fn(const char *, char **, size_t *, void **);
+typedef unsigned long getauxval_fn(unsigned long);
+typedef long syscall_fn(long, ...);
 
 /* QEMU is built with _FILE_OFFSET_BITS=64: its calls bind to mmap64. */
 void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
@@ -99,4 +114,42 @@ int g_file_get_contents(const char *filename, char **contents,
                                                      "g_file_get_contents");
     }
     return real_get_contents(filename, contents, length, error);
+}
+
+unsigned long getauxval(unsigned long type)
+{
+    static getauxval_fn *real_getauxval;
+    unsigned long val;
+
+    if (!real_getauxval) {
+        real_getauxval = (getauxval_fn *)dlsym(RTLD_NEXT, "getauxval");
+    }
+    val = real_getauxval(type);
+    if (type == AT_HWCAP2 && getenv("HSPT_NO_FSGSBASE")) {
+        val &= ~(unsigned long)HWCAP2_FSGSBASE;
+    }
+    return val;
+}
+
+/* Every caller in QEMU passes at most six arguments. */
+long syscall(long number, ...)
+{
+    static syscall_fn *real_syscall;
+    long a[6];
+    va_list ap;
+
+    va_start(ap, number);
+    for (int i = 0; i < 6; i++) {
+        a[i] = va_arg(ap, long);
+    }
+    va_end(ap);
+    if (number == SYS_arch_prctl && a[0] == ARCH_SET_GS &&
+        getenv("HSPT_FAIL_ARCH_PRCTL")) {
+        errno = EPERM;
+        return -1;
+    }
+    if (!real_syscall) {
+        real_syscall = (syscall_fn *)dlsym(RTLD_NEXT, "syscall");
+    }
+    return real_syscall(number, a[0], a[1], a[2], a[3], a[4], a[5]);
 }
