@@ -591,6 +591,7 @@ def stage_guest(t, jobs):
         for cfg, res in pool.map(one, configs):
             check_boot(t, cfg[0], res, cfg[3], exp)
     check_fault_ahead(t)
+    check_rights_merged(t, exp)
     check_sites_return(t)
     check_short_switch_revalidates(t)
     check_nursery(t)
@@ -676,6 +677,28 @@ def check_fault_ahead(t):
           "guest: lpae-6.1 hspt: seqrw's fresh pages are fetched ahead",
           "fault-ahead %d pages, want >= %d; see build/check/%s"
           % (ahead, buffer_pages, log))
+
+
+def check_rights_merged(t, exp):
+    """The write protection of a process's pages at a guest fork takes one
+    mprotect per run of adjacent pages, not one per page.
+
+    cow's parent forks with its buffer mapped writable; the fork's TLB
+    flush revalidates each page, which is now read-only: most of those
+    rights changes must be made in one call with a neighbour's, and the
+    results must stay those of hspt=off.
+    """
+    log = "guest-rights-merged.log"
+    res = boot_hspt_stats(log, ["cow"])
+    check_boot(t, "lpae-6.1 hspt, rights changes merged", res, ["cow"], exp)
+    buffer_pages = first_int(r"^HSPT-OUT cow: cow: .*\bbytes=(\d+)",
+                             res.console) // 4096
+    merged = first_int(r"(\d+) rights changes made in one call",
+                       res.console)
+    t.add(res.ok and buffer_pages > 0 and merged >= buffer_pages,
+          "guest: lpae-6.1 hspt: a fork write-protects runs of pages in "
+          "one call", "%d rights changes merged, want >= %d (one fork's "
+          "buffer); see build/check/%s" % (merged, buffer_pages, log))
 
 
 def check_sites_return(t):

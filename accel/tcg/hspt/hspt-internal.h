@@ -103,6 +103,18 @@ typedef struct HsptPendingAccess {
     unsigned tb_flushes;        /* tb_flush_count when tb was valid */
 } HsptPendingAccess;
 
+/*
+ * Rights-only changes of adjacent pages in one revalidation batch (the
+ * write protection of a process's pages at a guest fork), made with one
+ * mprotect when the batch is done.
+ */
+typedef struct HsptRightsRun {
+    HsptSpace *space;
+    unsigned slot;
+    uint32_t first, npages;     /* guest page numbers; npages 0: none */
+    int prot;
+} HsptRightsRun;
+
 typedef struct HsptCPU {
     uint8_t *base;              /* one reservation holding every space */
     size_t size;
@@ -131,6 +143,7 @@ typedef struct HsptCPU {
     uint32_t *reval_failed;
     unsigned n_reval_failed;
     bool revalidating;
+    HsptRightsRun rights;       /* made when the batch is done */
     HsptBlock *units;           /* scratch for hspt_slot_flush_or_queue() */
     bool guest_tlbi_all;        /* see hspt_flush_all_prepare() */
     /*
@@ -173,6 +186,7 @@ typedef struct HsptStats {
     uint64_t revalidated;
     uint64_t revalidated_by_block;
     uint64_t revalidate_unmaps;
+    uint64_t rights_merged;
     uint64_t deferred_flushes;
     uint64_t prefilled;
     uint64_t hot_pages;

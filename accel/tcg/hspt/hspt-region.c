@@ -1014,10 +1014,89 @@ static void hspt_unmap_failed_lookups(HsptCPU *hc)
     qemu_mutex_unlock(&hspt_lock);
 }
 
+/*
+ * Whether page VA_PFN of SLOT is still mapped with the rights PROT gives
+ * (a deferred rights change of it is still due): a flush or another fill
+ * in the batch made its own system call and left other bookkeeping.
+ */
+static bool hspt_rights_due(HsptSlot *slot, uint32_t va_pfn, int prot)
+{
+    return test_bit(va_pfn, slot->mapped) &&
+           test_bit(va_pfn, slot->writable) == !!(prot & PROT_WRITE);
+}
+
+/* Make the deferred rights change of HC, one call per run still due. */
+static void hspt_apply_rights_locked(HsptCPU *hc)
+{
+    HsptRightsRun *r = &hc->rights;
+    HsptSlot *slot = &r->space->slot[r->slot];
+    unsigned bits = qemu_target_page_bits();
+    uint32_t end = r->first + r->npages;
+
+    for (uint32_t pfn = r->first, next; pfn < end; pfn = next) {
+        next = pfn + 1;
+        if (!hspt_rights_due(slot, pfn, r->prot)) {
+            continue;
+        }
+        while (next < end && hspt_rights_due(slot, next, r->prot)) {
+            next++;
+        }
+        if (mprotect(hspt_slot_base(r->space, r->slot) +
+                     ((uint64_t)pfn << bits),
+                     (size_t)(next - pfn) << bits, r->prot) < 0) {
+            /* The old rights may be wider: leave the pages on softmmu. */
+            trace_hspt_mmap_error(hc - hspt_cpus, (uint64_t)pfn << bits,
+                                  errno);
+            qatomic_inc(&hspt_stats.mmap_errors);
+            hspt_slot_rereserve(r->space, r->slot, pfn, next - pfn);
+        }
+    }
+    r->npages = 0;
+}
+
+/*
+ * Change the rights of mapped page VA_PFN of slot S of the current space
+ * to PROT when the revalidation batch is done, with the calls of its
+ * neighbours in the batch. No guest code runs before that, and the
+ * bookkeeping already says PROT: other threads (write protection) see
+ * it, and a flush or fill of the page in the batch supersedes it.
+ */
+static void hspt_defer_rights_locked(HsptCPU *hc, unsigned s,
+                                     uint32_t va_pfn, int prot)
+{
+    HsptRightsRun *r = &hc->rights;
+
+    if (r->npages && r->space == hc->cur && r->slot == s &&
+        r->prot == prot) {
+        /* Batches run from the top down. */
+        if (va_pfn + 1 == r->first) {
+            r->first--;
+            r->npages++;
+            qatomic_inc(&hspt_stats.rights_merged);
+            return;
+        }
+        if (va_pfn == r->first + r->npages) {
+            r->npages++;
+            qatomic_inc(&hspt_stats.rights_merged);
+            return;
+        }
+    }
+    if (r->npages) {
+        hspt_apply_rights_locked(hc);
+    }
+    *r = (HsptRightsRun) { .space = hc->cur, .slot = s, .first = va_pfn,
+                           .npages = 1, .prot = prot };
+}
+
 void hspt_revalidations_done(CPUState *cpu)
 {
     HsptCPU *hc = hspt_cpu(cpu);
 
+    if (hc->rights.npages) {
+        qemu_mutex_lock(&hspt_lock);
+        hspt_apply_rights_locked(hc);
+        qemu_mutex_unlock(&hspt_lock);
+    }
     hspt_unmap_failed_lookups(hc);
     hc->revalidating = false;
 }
@@ -1582,7 +1661,10 @@ HsptMapResult hspt_map_locked(CPUState *cpu, int mmu_idx, uint64_t va,
      * here it costs a fifth as much.
      */
     rights_only = hspt_slot_holds_ram(slot, va_pfn, rp, npages);
-    if (rights_only) {
+    if (rights_only && npages == 1 && hc->revalidating) {
+        hspt_defer_rights_locked(hc, s, va_pfn, prot);
+        failed = false;
+    } else if (rights_only) {
         failed = mprotect(addr, npages * psize, prot) < 0;
     } else {
         failed = mmap(addr, npages * psize, prot, MAP_SHARED | MAP_FIXED,
@@ -2011,9 +2093,10 @@ void hspt_format_info(GString *buf)
     g_string_append_printf(buf,
         "revalidated: %" PRIu64 " pages or large pages looked up again "
         "instead of dropped (%" PRIu64 " by their large guest page's "
-        "lookup), %" PRIu64 " of them unmapped\n",
+        "lookup), %" PRIu64 " of them unmapped, %" PRIu64 " rights "
+        "changes made in one call with a neighbour's\n",
         STAT(revalidated), STAT(revalidated_by_block),
-        STAT(revalidate_unmaps));
+        STAT(revalidate_unmaps), STAT(rights_merged));
     g_string_append_printf(buf,
         "deferred: %" PRIu64 " page flushes of a space that was not current, "
         "looked up again when it next became current\n",
