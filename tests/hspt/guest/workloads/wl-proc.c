@@ -307,19 +307,30 @@ static inline uint32_t cow_parent_val(uint32_t v)
     return v + 0x01010101u;
 }
 
-/* What the child's view of word i should be after its writes. */
-static inline uint32_t cow_child_view(uint32_t rep, uint32_t i, uint32_t wpp)
+/*
+ * log2 of the words per page: loops take a word's page with a shift, as a
+ * division per word (a __udivsi3 call in armv7-a code, which has no
+ * divide instruction) made cow time QEMU's lookups of the helper's return
+ * (41 % of the run) rather than copy-on-write.
+ */
+static uint32_t cow_words_per_page_shift(void)
 {
-    uint32_t v = cow_pat(rep, i);
-
-    return ((i / wpp) & 1) ? v : cow_child_val(v, i);
+    return __builtin_ctzl(sysconf(_SC_PAGESIZE) / 4);
 }
 
-static inline uint32_t cow_parent_view(uint32_t rep, uint32_t i, uint32_t wpp)
+/* What the child's view of word i should be after its writes. */
+static inline uint32_t cow_child_view(uint32_t rep, uint32_t i, uint32_t wps)
 {
     uint32_t v = cow_pat(rep, i);
 
-    return ((i / wpp) & 3) == 1 ? cow_parent_val(v) : v;
+    return ((i >> wps) & 1) ? v : cow_child_val(v, i);
+}
+
+static inline uint32_t cow_parent_view(uint32_t rep, uint32_t i, uint32_t wps)
+{
+    uint32_t v = cow_pat(rep, i);
+
+    return ((i >> wps) & 3) == 1 ? cow_parent_val(v) : v;
 }
 
 typedef struct cow_report {
@@ -330,7 +341,7 @@ typedef struct cow_report {
 static void cow_child(uint32_t *w, size_t bytes, uint32_t rep, int go,
                       int out)
 {
-    const uint32_t wpp = sysconf(_SC_PAGESIZE) / 4;
+    const uint32_t wps = cow_words_per_page_shift();
     const uint32_t words = bytes / 4;
     const uint32_t ro_first = words / 4, ro_words = words / 4;
     cow_report rp;
@@ -342,7 +353,7 @@ static void cow_child(uint32_t *w, size_t bytes, uint32_t rep, int go,
         _exit(3);
     }
     for (uint32_t i = 0; i < words; i++) {
-        if ((i / wpp) & 1) {
+        if ((i >> wps) & 1) {
             if (w[i] != cow_pat(rep, i)) {
                 fprintf(stderr, "cow: child: word %u is 0x%08x, expected "
                         "pre-fork 0x%08x\n", i, w[i], cow_pat(rep, i));
@@ -353,7 +364,7 @@ static void cow_child(uint32_t *w, size_t bytes, uint32_t rep, int go,
         }
     }
     for (uint32_t i = 0; i < words; i++) {
-        if (w[i] != cow_child_view(rep, i, wpp)) {
+        if (w[i] != cow_child_view(rep, i, wps)) {
             fprintf(stderr, "cow: child: word %u lost its write\n", i);
             _exit(2);
         }
@@ -365,7 +376,7 @@ static void cow_child(uint32_t *w, size_t bytes, uint32_t rep, int go,
     rp.ro_checksum = hash_words(FNV_INIT, w + ro_first, ro_words);
     h = FNV_INIT;
     for (uint32_t i = ro_first; i < ro_first + ro_words; i++) {
-        h = hash_word(h, cow_child_view(rep, i, wpp));
+        h = hash_word(h, cow_child_view(rep, i, wps));
     }
     if (rp.ro_checksum != h) {
         fprintf(stderr, "cow: child: read-only range checksum mismatch\n");
@@ -382,7 +393,7 @@ int wl_cow(bool bench)
 {
     const size_t bytes = (bench ? 16 : 4) * MiB;
     const uint32_t reps = bench ? 20 : 3;
-    const uint32_t wpp = sysconf(_SC_PAGESIZE) / 4;
+    const uint32_t wps = cow_words_per_page_shift();
     const uint32_t words = bytes / 4;
     uint32_t *w = wl_mmap_anon("cow", bytes);
     uint32_t child_sum = FNV_INIT, ro_sum = FNV_INIT, parent_sum = FNV_INIT;
@@ -411,7 +422,7 @@ int wl_cow(bool bench)
         close(res[1]);
 
         for (uint32_t i = 0; i < words; i++) {
-            if (((i / wpp) & 3) == 1) {
+            if (((i >> wps) & 3) == 1) {
                 w[i] = cow_parent_val(w[i]);
             }
         }
@@ -431,9 +442,9 @@ int wl_cow(bool bench)
         want = FNV_INIT;
         want_ro = FNV_INIT;
         for (uint32_t i = 0; i < words; i++) {
-            want = hash_word(want, cow_child_view(rep, i, wpp));
+            want = hash_word(want, cow_child_view(rep, i, wps));
             if (i >= words / 4 && i < words / 2) {
-                want_ro = hash_word(want_ro, cow_child_view(rep, i, wpp));
+                want_ro = hash_word(want_ro, cow_child_view(rep, i, wps));
             }
         }
         if (rp.checksum != want || rp.ro_checksum != want_ro) {
@@ -442,10 +453,10 @@ int wl_cow(bool bench)
                            rp.ro_checksum, want, want_ro);
         }
         for (uint32_t i = 0; i < words; i++) {
-            if (w[i] != cow_parent_view(rep, i, wpp)) {
+            if (w[i] != cow_parent_view(rep, i, wps)) {
                 return wl_fail("cow", "rep %u: parent word %u is 0x%08x, "
                                "expected 0x%08x", rep, i, w[i],
-                               cow_parent_view(rep, i, wpp));
+                               cow_parent_view(rep, i, wps));
             }
         }
         h = hash_words(FNV_INIT, w, words);
