@@ -278,12 +278,17 @@ static void hspt_cpu_give_up(HsptCPU *hc, int err)
 
 static void hspt_reserve_or_give_up(void *addr, size_t len)
 {
+    HsptCPU *hc = hspt_cpu_of_addr(addr);
+
+    assert(hc);
+    /* Nothing reads a given-up shadow: leave it, do not fail again. */
+    if (qatomic_read(&hc->given_up)) {
+        return;
+    }
     if (!hspt_reserve(addr, len)) {
         int err = errno;
-        HsptCPU *hc = hspt_cpu_of_addr(addr);
 
         trace_hspt_unmap_error(addr, len, err);
-        assert(hc);
         hspt_cpu_give_up(hc, err);
     }
 }
@@ -897,7 +902,7 @@ void hspt_unmap_page_locked(CPUState *cpu, int mmu_idx, uint64_t page)
     int s = hspt_slot_of_idx[mmu_idx];
     uint32_t va_pfn = page >> qemu_target_page_bits();
 
-    if (s < 0) {
+    if (s < 0 || qatomic_read(&hc->given_up)) {
         return;
     }
     trace_hspt_flush_page(cpu->cpu_index, mmu_idx, page);
@@ -969,6 +974,10 @@ const HsptRevalidate *hspt_take_revalidations(CPUState *cpu, unsigned *n)
     *n = 0;
     /* Only this thread queues; most flushes and switches queue nothing. */
     if (hc->revalidating || hc->n_reval == 0) {
+        return NULL;
+    }
+    if (qatomic_read(&hc->given_up)) {
+        hc->n_reval = 0;        /* nothing is kept, nothing needs to go */
         return NULL;
     }
     qemu_mutex_lock(&hspt_lock);
@@ -1228,8 +1237,11 @@ void hspt_flush_idx_locked(CPUState *cpu, uint16_t idxmap, bool full)
     }
     trace_hspt_flush_idx(cpu->cpu_index, idxmap, full, guest_tlbi_all,
                          hc->in_context_switch);
-    if (hc->in_context_switch) {
-        /* The softmmu TLB is untagged; the shadow spaces are not. */
+    if (hc->in_context_switch || qatomic_read(&hc->given_up)) {
+        /*
+         * The softmmu TLB is untagged; the shadow spaces are not. A
+         * given-up shadow is never read again.
+         */
         return;
     }
     qemu_mutex_lock(&hspt_lock);
@@ -1279,6 +1291,7 @@ static HsptSpace *hspt_rmap_live(HsptRmapRef r, uint32_t rp)
     HsptSlot *slot;
 
     if (r.cpu >= hspt_max_cpus || !hspt_cpus[r.cpu].spaces ||
+        qatomic_read(&hspt_cpus[r.cpu].given_up) ||
         r.space >= hspt_nspaces_all || r.slot >= hspt_nslots) {
         return NULL;
     }
@@ -1872,7 +1885,9 @@ static void hspt_context_switch_to(CPUState *cpu, const HsptContextKey *key,
         hspt_space_next_flush_epoch(next);
     }
     hc->cur = next;
-    if (next->stale) {
+    if (hc->given_up) {
+        /* Nothing to look up in a shadow that is never read again. */
+    } else if (next->stale) {
         /*
          * Also half-way through a short-descriptor switch (TTBR0 still at
          * the global-only tables): the kernel's pages stay, the user pages
