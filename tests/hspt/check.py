@@ -669,7 +669,8 @@ def seqrw_fault_ahead(res):
 
 
 def check_fault_ahead(t):
-    """seqrw's fresh pages are mapped at the guest's exception return.
+    """seqrw's fresh pages are mapped at the guest's exception return, and
+    unmapped ahead of their page flushes at its munmap.
 
     Its fill loop soon runs on softmmu (it keeps faulting into the guest);
     the guest retries each faulting store in a new block that uses the
@@ -683,6 +684,14 @@ def check_fault_ahead(t):
           "guest: lpae-6.1 hspt: seqrw's fresh pages are fetched ahead",
           "fault-ahead %d pages, want >= %d; see build/check/%s"
           % (ahead, buffer_pages, log))
+    # Its munmap clears the buffer's entries, then flushes page by page:
+    # the first failed lookup of each 65 pages unmaps the next 64 too.
+    unmapped = first_int(r"(\d+) pages unmapped ahead of their page flush",
+                         res.console)
+    t.add(res.ok and buffer_pages > 0 and unmapped >= buffer_pages * 3 // 4,
+          "guest: lpae-6.1 hspt: seqrw's munmap unmaps pages ahead of "
+          "their page flush", "%d unmapped ahead, want >= %d; see "
+          "build/check/%s" % (unmapped, buffer_pages * 3 // 4, log))
 
 
 def check_rights_merged(t, exp):

@@ -187,6 +187,7 @@ typedef struct HsptStats {
     uint64_t revalidated_by_block;
     uint64_t revalidate_unmaps;
     uint64_t rights_merged;
+    uint64_t unmapped_ahead;
     uint64_t deferred_flushes;
     uint64_t prefilled;
     uint64_t hot_pages;

@@ -338,7 +338,8 @@ void hspt_cpu_init(CPUState *cpu)
     }
     hc->reval = g_new(HsptRevalidate, HSPT_REVALIDATE_MAX);
     hc->reval_work = g_new(HsptRevalidate, HSPT_REVALIDATE_MAX);
-    hc->reval_failed = g_new(uint32_t, HSPT_REVALIDATE_MAX);
+    /* a batch's own failures, and as many unmapped ahead */
+    hc->reval_failed = g_new(uint32_t, 2 * HSPT_REVALIDATE_MAX);
     hc->units = g_new(HsptBlock, HSPT_REVALIDATE_MAX);
 }
 
@@ -994,6 +995,36 @@ const HsptRevalidate *hspt_take_revalidations(CPUState *cpu, unsigned *n)
     hc->revalidating = *n != 0;
     qemu_mutex_unlock(&hspt_lock);
     return hc->reval_work;
+}
+
+bool hspt_page_mapped_alone(CPUState *cpu, int mmu_idx, uint64_t va)
+{
+    HsptSlot *slot = &hspt_cpu(cpu)->cur->slot[hspt_slot_of_idx[mmu_idx]];
+
+    /* Only this thread maps pages and large pages. */
+    return test_bit(va >> qemu_target_page_bits(), slot->mapped) &&
+           !hspt_lp_covers(&slot->lp, va);
+}
+
+bool hspt_unmap_ahead(CPUState *cpu, int mmu_idx, uint64_t va)
+{
+    HsptCPU *hc = hspt_cpu(cpu);
+    int s = hspt_slot_of_idx[mmu_idx];
+    HsptSlot *slot = &hc->cur->slot[s];
+    uint32_t va_pfn = va >> qemu_target_page_bits();
+    bool queued = false;
+
+    qemu_mutex_lock(&hspt_lock);
+    if (hc->n_reval_failed < HSPT_REVALIDATE_MAX &&
+        test_bit(va_pfn, slot->mapped)) {
+        /* Its own page flush will not find it: count it now. */
+        hspt_count_page_flush(hc->cur, slot, va_pfn);
+        hc->reval_failed[hc->n_reval_failed++] = hspt_page_key(s, va_pfn);
+        qatomic_inc(&hspt_stats.unmapped_ahead);
+        queued = true;
+    }
+    qemu_mutex_unlock(&hspt_lock);
+    return queued;
 }
 
 /*
@@ -2109,9 +2140,10 @@ void hspt_format_info(GString *buf)
         "revalidated: %" PRIu64 " pages or large pages looked up again "
         "instead of dropped (%" PRIu64 " by their large guest page's "
         "lookup), %" PRIu64 " of them unmapped, %" PRIu64 " rights "
-        "changes made in one call with a neighbour's\n",
+        "changes made in one call with a neighbour's, %" PRIu64 " pages "
+        "unmapped ahead of their page flush\n",
         STAT(revalidated), STAT(revalidated_by_block),
-        STAT(revalidate_unmaps), STAT(rights_merged));
+        STAT(revalidate_unmaps), STAT(rights_merged), STAT(unmapped_ahead));
     g_string_append_printf(buf,
         "deferred: %" PRIu64 " page flushes of a space that was not current, "
         "looked up again when it next became current\n",

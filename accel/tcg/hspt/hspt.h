@@ -200,6 +200,18 @@ typedef struct HsptRevalidate {
     bool page_flush;            /* from a page flush, not a TLBIALL */
     bool prefill;               /* not mapped yet: map it if it is valid */
 } HsptRevalidate;
+
+/*
+ * Whether VA is mapped on its own (not within a large page mapped whole)
+ * in MMU_IDX's view of CPU's current space.
+ */
+bool hspt_page_mapped_alone(CPUState *cpu, int mmu_idx, uint64_t va);
+/*
+ * Unmap VA there, which has no guest translation, when the revalidation
+ * batch is done; false if it is not mapped or the batch is full.
+ */
+bool hspt_unmap_ahead(CPUState *cpu, int mmu_idx, uint64_t va);
+
 /* Process the queue (hspt-cputlb.c.inc), without tlb_c.lock held. */
 void hspt_revalidate_queued(CPUState *cpu);
 
