@@ -659,13 +659,18 @@ def boot_hspt_stats(logname, workloads, kernel="lpae-6.1", env=None,
                               env=dict(env or {}, QEMU_HSPT_STATS="1"))
 
 
+def reported_buffer_pages(res, workload):
+    """Pages of the buffer WORKLOAD (seqrw, cow) reports in RES
+    ("NAME: size=test bytes=N ...")."""
+    return first_int(r"^HSPT-OUT %s: %s: .*\bbytes=(\d+)" % (workload, workload),
+                     res.console) // 4096
+
+
 def seqrw_fault_ahead(res):
     """(pages of seqrw's buffer, pages fetched ahead) in a boot of
     boot_hspt_stats() that ran seqrw."""
-    # The buffer size as seqrw reports it ("seqrw: size=test bytes=N ...").
-    buffer_pages = first_int(r"^HSPT-OUT seqrw: seqrw: .*\bbytes=(\d+)",
-                             res.console) // 4096
-    return buffer_pages, first_int(r"^fault-ahead: (\d+) pages", res.console)
+    return (reported_buffer_pages(res, "seqrw"),
+            first_int(r"^fault-ahead: (\d+) pages", res.console))
 
 
 def check_fault_ahead(t):
@@ -706,14 +711,13 @@ def check_rights_merged(t, exp):
     log = "guest-rights-merged.log"
     res = boot_hspt_stats(log, ["cow"])
     check_boot(t, "lpae-6.1 hspt, rights changes merged", res, ["cow"], exp)
-    buffer_pages = first_int(r"^HSPT-OUT cow: cow: .*\bbytes=(\d+)",
-                             res.console) // 4096
+    pages = reported_buffer_pages(res, "cow")
     merged = first_int(r"(\d+) rights changes made in one call",
                        res.console)
-    t.add(res.ok and buffer_pages > 0 and merged >= buffer_pages,
+    t.add(res.ok and pages > 0 and merged >= pages,
           "guest: lpae-6.1 hspt: a fork write-protects runs of pages in "
           "one call", "%d rights changes merged, want >= %d (one fork's "
-          "buffer); see build/check/%s" % (merged, buffer_pages, log))
+          "buffer); see build/check/%s" % (merged, pages, log))
 
 
 def check_sites_return(t):

@@ -1006,20 +1006,36 @@ bool hspt_page_mapped_alone(CPUState *cpu, int mmu_idx, uint64_t va)
            !hspt_lp_covers(&slot->lp, va);
 }
 
+/*
+ * Page VA_PFN of slot S of the current space goes when the batch is done
+ * (hspt_unmap_failed_lookups()), if it is still mapped; PAGE_FLUSH: it
+ * counts as a page flush of it. No guest code runs before that.
+ */
+static bool hspt_queue_failed_locked(HsptCPU *hc, unsigned s, uint32_t va_pfn,
+                                     bool page_flush)
+{
+    HsptSlot *slot = &hc->cur->slot[s];
+
+    if (!test_bit(va_pfn, slot->mapped)) {
+        return false;
+    }
+    if (page_flush) {
+        hspt_count_page_flush(hc->cur, slot, va_pfn);
+    }
+    hc->reval_failed[hc->n_reval_failed++] = hspt_page_key(s, va_pfn);
+    return true;
+}
+
 bool hspt_unmap_ahead(CPUState *cpu, int mmu_idx, uint64_t va)
 {
     HsptCPU *hc = hspt_cpu(cpu);
-    int s = hspt_slot_of_idx[mmu_idx];
-    HsptSlot *slot = &hc->cur->slot[s];
-    uint32_t va_pfn = va >> qemu_target_page_bits();
     bool queued = false;
 
     qemu_mutex_lock(&hspt_lock);
+    /* Its own page flush will not find it: count it now. */
     if (hc->n_reval_failed < HSPT_REVALIDATE_MAX &&
-        test_bit(va_pfn, slot->mapped)) {
-        /* Its own page flush will not find it: count it now. */
-        hspt_count_page_flush(hc->cur, slot, va_pfn);
-        hc->reval_failed[hc->n_reval_failed++] = hspt_page_key(s, va_pfn);
+        hspt_queue_failed_locked(hc, hspt_slot_of_idx[mmu_idx],
+                                 va >> qemu_target_page_bits(), true)) {
         qatomic_inc(&hspt_stats.unmapped_ahead);
         queued = true;
     }
@@ -1106,20 +1122,14 @@ static void hspt_defer_rights_locked(HsptCPU *hc, unsigned s,
 {
     HsptRightsRun *r = &hc->rights;
 
+    /* Batches run from the top down: most runs grow at their start. */
     if (r->npages && r->space == hc->cur && r->slot == s &&
-        r->prot == prot) {
-        /* Batches run from the top down. */
-        if (va_pfn + 1 == r->first) {
-            r->first--;
-            r->npages++;
-            qatomic_inc(&hspt_stats.rights_merged);
-            return;
-        }
-        if (va_pfn == r->first + r->npages) {
-            r->npages++;
-            qatomic_inc(&hspt_stats.rights_merged);
-            return;
-        }
+        r->prot == prot &&
+        (va_pfn + 1 == r->first || va_pfn == r->first + r->npages)) {
+        r->first = MIN(r->first, va_pfn);
+        r->npages++;
+        qatomic_inc(&hspt_stats.rights_merged);
+        return;
     }
     if (r->npages) {
         hspt_apply_rights_locked(hc);
@@ -1150,7 +1160,6 @@ void hspt_revalidated(CPUState *cpu, const HsptRevalidate *r, bool keep)
 {
     HsptCPU *hc = hspt_cpu(cpu);
     int s = hspt_slot_of_idx[r->mmu_idx];
-    HsptSlot *slot = &hc->cur->slot[s];
     uint32_t va_pfn = r->page >> qemu_target_page_bits();
 
     if (r->npages > 1) {
@@ -1167,14 +1176,8 @@ void hspt_revalidated(CPUState *cpu, const HsptRevalidate *r, bool keep)
     if (keep) {
         return;
     }
-    /* No guest code runs before hspt_revalidations_done() unmaps it. */
     qemu_mutex_lock(&hspt_lock);
-    if (test_bit(va_pfn, slot->mapped)) {
-        if (r->page_flush) {
-            hspt_count_page_flush(hc->cur, slot, va_pfn);
-        }
-        hc->reval_failed[hc->n_reval_failed++] = hspt_page_key(s, va_pfn);
-    }
+    hspt_queue_failed_locked(hc, s, va_pfn, r->page_flush);
     qemu_mutex_unlock(&hspt_lock);
 }
 
