@@ -343,9 +343,13 @@ def stage_bare(t):
             # being dropped by every other flavour; TLBIALLs kept the pages
             # of a block mapped page by page from one lookup of the block;
             # unmapped pages were parked, and some refilled from there
-            # (the test's stale-translation checks cover parked pages).
+            # (the test's stale-translation checks cover parked pages);
+            # switches back to a context kept its TB jump cache (the test's
+            # code checks cover a TLBI made while it was not current).
             fills = first_int(r"^fills: (\d+) pages", out)
             hits = first_int(r"^context switches: \d+, (\d+) to a space", out)
+            jc_kept = first_int(r"^context switches: .*, (\d+) kept the "
+                                r"space's TB jump cache", out)
             deferred = first_int(r"^deferred: (\d+) page flushes", out)
             globals_kept = first_int(r"by ASID \((\d+) global pages kept\)",
                                      out)
@@ -353,15 +357,17 @@ def stage_bare(t):
                                  r"lookup\)", out)
             parks = first_int(r"^parked: (\d+) page flushes", out)
             unparks = first_int(r"^parked: \d+ .*, (\d+) refills", out)
-            kept = label == "hspt-spt=shared" or (hits > 0 and deferred > 0)
+            kept = label == "hspt-spt=shared" or (hits > 0 and deferred > 0
+                                                  and jc_kept > 0)
             t.add(fills > 0 and kept and globals_kept > 0 and by_block > 0 and
                   parks > 0 and unparks > 0,
                   "bare: %s: shadow used (info hspt)" % name,
-                  "fills=%s switch hits=%s deferred=%s global pages kept at "
-                  "TLBIASID=%s kept by a block's lookup=%s parked=%s "
-                  "refilled from parked=%s, see build/check/%s"
-                  % (fills, hits, deferred, globals_kept, by_block, parks,
-                     unparks, log))
+                  "fills=%s switch hits=%s deferred=%s jump caches kept=%s "
+                  "global pages kept at TLBIASID=%s kept by a block's "
+                  "lookup=%s parked=%s refilled from parked=%s, see "
+                  "build/check/%s"
+                  % (fills, hits, deferred, jc_kept, globals_kept, by_block,
+                     parks, unparks, log))
     check_bookkeeping_exhausted(t)
     check_gs_by_arch_prctl(t)
     check_unmap_failure_bare(t)

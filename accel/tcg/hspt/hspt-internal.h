@@ -93,6 +93,15 @@ typedef struct HsptSpace {
     int64_t flush_epoch_start;  /* host ns */
     uint32_t n_mapped;
     uint32_t n_parked;
+    /*
+     * QEMU's TB jump cache of this space's context: installed while the
+     * space is current and kept across switches away and back, so long as
+     * no TLB flush reached the vCPU meanwhile (see hspt_switch_jmp_cache()).
+     */
+    struct CPUJumpCache *jc;
+    uint64_t jc_flush_gen;      /* HsptCPU.flush_gen when it was left */
+    uint32_t jc_tb_flushes;     /* tb_flush_count when it was left */
+    bool jc_valid;              /* false: cleared when next installed */
 } HsptSpace;
 
 typedef struct HsptPendingAccess {
@@ -133,6 +142,10 @@ typedef struct HsptCPU {
     bool given_up;
     uint64_t clock;
     bool in_context_switch;     /* the running tlb_flush is a switch */
+    /* TLB flushes of this vCPU other than context switches */
+    uint64_t flush_gen;
+    /* the vCPU's own jump cache, given back at hspt_cpu_destroy() */
+    struct CPUJumpCache *own_jc;
     /* ASIDs whose TLBIASID is waiting for its softmmu full flush */
     DECLARE_BITMAP(pending_asids, 256);
     /* page flushes of the current space waiting for hspt_flush_done() */
@@ -173,6 +186,7 @@ typedef struct HsptStats {
     uint64_t parked_pages;
     uint64_t switches;
     uint64_t switch_hits;
+    uint64_t jmp_caches_kept;
     uint64_t nursery_switches;
     uint64_t nursery_promotions;
     uint64_t reassigns;

@@ -19,6 +19,7 @@
 #include "exec/target_page.h"
 #include "exec/translation-block.h"
 #include "../tb-context.h"
+#include "../tb-jmp-cache.h"
 #include "hspt.h"
 #include "hspt-internal.h"
 #include "trace.h"
@@ -139,6 +140,10 @@ static void hspt_space_free(HsptSpace *sp)
         slot->mapped = slot->mapped_summary = NULL;
         slot->writable = slot->global = slot->parked = NULL;
     }
+    if (sp->jc) {
+        g_free_rcu(sp->jc, rcu);
+        sp->jc = NULL;
+    }
 }
 
 static void *hspt_bookkeeping_alloc(size_t size)
@@ -178,6 +183,12 @@ static bool hspt_space_alloc(HsptSpace *sp)
             return false;
         }
     }
+    sp->jc = g_try_new0(CPUJumpCache, 1);
+    if (!sp->jc) {
+        hspt_space_free(sp);
+        return false;
+    }
+    sp->jc_valid = false;
     return true;
 }
 
@@ -351,6 +362,10 @@ void hspt_cpu_destroy(CPUState *cpu)
         return;
     }
     qemu_mutex_lock(&hspt_lock);
+    if (hc->own_jc) {
+        /* Upstream frees the current jump cache after this. */
+        qatomic_set(&cpu->tb_jmp_cache, hc->own_jc);
+    }
     for (unsigned i = 0; i < hspt_nspaces_all; i++) {
         qatomic_sub(&hspt_stats.mapped_pages, hc->spaces[i].n_mapped);
         qatomic_sub(&hspt_stats.parked_pages, hc->spaces[i].n_parked);
@@ -1857,7 +1872,68 @@ static bool hspt_space_rekey(HsptSpace *sp, const HsptContextKey *key)
     }
     sp->key = *key;
     sp->keyed = true;
+    sp->jc_valid = false;       /* the old context's code */
     return had_pages;
+}
+
+/*
+ * Every softmmu TLB flush of CPU ends here (the full, page and range
+ * flushes). Those of a context switch only exist because the softmmu TLB
+ * is untagged; the others may change translations of any context.
+ */
+void hspt_note_flush(CPUState *cpu)
+{
+    HsptCPU *hc = hspt_cpu(cpu);
+
+    if (!hc->in_context_switch) {
+        hc->flush_gen++;
+    }
+}
+
+bool hspt_flush_keeps_jmp_cache(CPUState *cpu)
+{
+    return hspt_enabled && hspt_cpu(cpu)->in_context_switch;
+}
+
+/*
+ * QEMU clears the vCPU's TB jump cache at every TLB flush, as it finds
+ * TBs by virtual PC alone; at a context switch, HSPT instead installs the
+ * jump cache of the incoming space (its cache of the incoming context).
+ * That cache is still right if no TLB flush other than a context switch
+ * reached the vCPU since it was left: a TLB may keep a context's
+ * translations across switches until a TLB invalidation, and a guest
+ * TLBI, a memory map change or a reset all flush. Entries for TBs
+ * invalidated meanwhile never match (CF_INVALID is in their cflags, see
+ * tb_lookup()); a tb_flush() clears them all.
+ *
+ * Before the incoming space is chosen (it may be PREV, given to another
+ * context): PREV's cache stays right for PREV's context.
+ */
+static void hspt_leave_jmp_cache(CPUState *cpu, HsptCPU *hc, HsptSpace *prev)
+{
+    if (!hc->own_jc) {
+        hc->own_jc = cpu->tb_jmp_cache;
+    }
+    if (prev->jc && prev->jc == cpu->tb_jmp_cache) {
+        prev->jc_flush_gen = hc->flush_gen;
+        prev->jc_tb_flushes = qatomic_read(&tb_ctx.tb_flush_count);
+        prev->jc_valid = true;
+    }
+}
+
+static void hspt_install_jmp_cache(CPUState *cpu, HsptCPU *hc,
+                                   HsptSpace *next)
+{
+    if (next->jc_valid && next->jc_flush_gen == hc->flush_gen &&
+        next->jc_tb_flushes == qatomic_read(&tb_ctx.tb_flush_count)) {
+        qatomic_inc(&hspt_stats.jmp_caches_kept);
+    } else {
+        for (int i = 0; i < TB_JMP_CACHE_SIZE; i++) {
+            qatomic_set(&next->jc->array[i].tb, NULL);
+        }
+    }
+    next->jc_valid = false;     /* until it is left again */
+    qatomic_set(&cpu->tb_jmp_cache, next->jc);
 }
 
 /*
@@ -1872,6 +1948,7 @@ static void hspt_context_switch_to(CPUState *cpu, const HsptContextKey *key,
     bool hit, reassigned = false;
 
     qemu_mutex_lock(&hspt_lock);
+    hspt_leave_jmp_cache(cpu, hc, hc->cur);
     hc->clock++;
     qatomic_inc(&hspt_stats.switches);
     for (unsigned i = 0; i < hspt_nspaces; i++) {
@@ -1919,6 +1996,7 @@ static void hspt_context_switch_to(CPUState *cpu, const HsptContextKey *key,
         hspt_space_next_flush_epoch(next);
     }
     hc->cur = next;
+    hspt_install_jmp_cache(cpu, hc, next);
     if (hc->given_up) {
         /* Nothing to look up in a shadow that is never read again. */
     } else if (next->stale) {
@@ -2170,8 +2248,10 @@ void hspt_format_info(GString *buf)
         "dirty logging)\n", STAT(write_protects));
     g_string_append_printf(buf,
         "context switches: %" PRIu64 ", %" PRIu64 " to a space holding the "
-        "context, %" PRIu64 " spaces reassigned\n",
-        STAT(switches), STAT(switch_hits), STAT(reassigns));
+        "context, %" PRIu64 " spaces reassigned, %" PRIu64 " kept the "
+        "space's TB jump cache\n",
+        STAT(switches), STAT(switch_hits), STAT(reassigns),
+        STAT(jmp_caches_kept));
     g_string_append_printf(buf,
         "nursery: %" PRIu64 " switches of young contexts onto softmmu-only "
         "code, %" PRIu64 " promoted at an exception return\n",

@@ -121,6 +121,14 @@ void hspt_cpu_exec_enter(CPUState *cpu);
  */
 bool hspt_context_flush_begin(CPUState *cpu);
 void hspt_context_flush_end(CPUState *cpu);
+
+/* Called at the end of every softmmu TLB flush of CPU, on its thread. */
+void hspt_note_flush(CPUState *cpu);
+/*
+ * Whether the full flush running on CPU may leave its TB jump cache
+ * alone: a context switch, which installs the new context's cache.
+ */
+bool hspt_flush_keeps_jmp_cache(CPUState *cpu);
 /*
  * The new space's pages are looked up (prefill, revalidation) with the
  * registers as they are at the switch, as a TLB may walk at any time: a

@@ -486,13 +486,21 @@ static void format_regs_init(void)
 }
 #endif
 
+/* Each test page also holds code returning its number, at this offset. */
+#define PAGE_CODE_OFF   0x800u
+
 static void build_tables(void)
 {
     format_tables_init();
     for (unsigned p = 0; p < NPAGES; p++) {
         pages[p][0] = marker(p);
+        pages[p][PAGE_CODE_OFF / 4] = 0xe3a00000u | p;     /* mov r0, #p */
+        pages[p][PAGE_CODE_OFF / 4 + 1] = 0xe12fff1eu;     /* bx lr */
     }
     dsb();
+    asm volatile("mcr p15, 0, %0, c7, c5, 0" :: "r"(0));  /* ICIALLU */
+    dsb();
+    isb();
 }
 
 #define SCTLR_M         (1u << 0)
@@ -627,6 +635,39 @@ static void test_other_context(enum tlbi op, uint32_t va, unsigned ap)
     tlbi(op, va, 2);
     switch_to(2);
     check_reads(va, ap, marker(new), tlbi_name[op]);
+    switch_to(1);
+}
+
+/* Call the code of the page VA maps (an indirect branch, as a return is). */
+static uint32_t call_page_code(uint32_t va)
+{
+    uint32_t (*fn)(void) = (uint32_t (*)(void))(uintptr_t)(va +
+                                                           PAGE_CODE_OFF);
+
+    return fn();
+}
+
+/*
+ * Code of the other context: VA of ASID 2 runs the code of one page, and
+ * is remapped to another page and invalidated while ASID 1 runs; back in
+ * ASID 2 the call must run the new page's code. QEMU finds the TB of an
+ * indirect branch by virtual PC in a jump cache, which HSPT keeps per
+ * context across switches: it must not outlive such an invalidation.
+ */
+static void test_other_context_code(enum tlbi op)
+{
+    const uint32_t va = USER_VA + 0x30000;
+    unsigned old = fresh_mapping(2, va, AP_PRIV_RW), new = fresh_page();
+
+    check_value(call_page_code(va), old, "call", "the first mapping (ASID 2)");
+    switch_to(1);
+    switch_to(2);
+    check_value(call_page_code(va), old, "call", "switches and no TLBI");
+    switch_to(1);
+    map(2, va, new, AP_PRIV_RW);
+    tlbi(op, va, 2);
+    switch_to(2);
+    check_value(call_page_code(va), new, "call", tlbi_name[op]);
     switch_to(1);
 }
 
@@ -1100,6 +1141,7 @@ static void run_tests(void)
         }
         test_unmap(local[i]);
         test_write_protect(local[i]);
+        test_other_context_code(local[i]);
     }
     block_markers_init();
     for (unsigned i = 0; i < sizeof(by_va) / sizeof(by_va[0]); i++) {
