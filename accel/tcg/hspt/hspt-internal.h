@@ -96,10 +96,11 @@ typedef struct HsptSpace {
     /*
      * QEMU's TB jump cache of this space's context: installed while the
      * space is current and kept across switches away and back, so long as
-     * no TLB flush reached the vCPU meanwhile (see hspt_switch_jmp_cache()).
+     * no full flush reached the vCPU meanwhile (hspt_install_jmp_cache()).
      */
     struct CPUJumpCache *jc;
     uint64_t jc_flush_gen;      /* HsptCPU.flush_gen when it was left */
+    uint64_t jc_install_gen;    /* ... when it was installed */
     uint32_t jc_tb_flushes;     /* tb_flush_count when it was left */
     bool jc_valid;              /* false: cleared when next installed */
 } HsptSpace;
@@ -142,7 +143,10 @@ typedef struct HsptCPU {
     bool given_up;
     uint64_t clock;
     bool in_context_switch;     /* the running tlb_flush is a switch */
-    /* TLB flushes of this vCPU other than context switches */
+    /*
+     * Flushes of this vCPU that cleared its whole jump cache, other than
+     * context switches (see hspt_jmp_caches_stale())
+     */
     uint64_t flush_gen;
     /* the vCPU's own jump cache, given back at hspt_cpu_destroy() */
     struct CPUJumpCache *own_jc;

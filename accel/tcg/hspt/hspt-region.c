@@ -1877,22 +1877,41 @@ static bool hspt_space_rekey(HsptSpace *sp, const HsptContextKey *key)
 }
 
 /*
- * Every softmmu TLB flush of CPU ends here (the full, page and range
- * flushes). Those of a context switch only exist because the softmmu TLB
- * is untagged; the others may change translations of any context.
+ * Jump caches of spaces that are not current stay valid across context
+ * switches; a full flush (or one of a large range) makes them all stale,
+ * a page flush only the page's entries (hspt_flush_jmp_cache_pages()).
  */
-void hspt_note_flush(CPUState *cpu)
+void hspt_jmp_caches_stale(CPUState *cpu)
 {
-    HsptCPU *hc = hspt_cpu(cpu);
-
-    if (!hc->in_context_switch) {
-        hc->flush_gen++;
-    }
+    hspt_cpu(cpu)->flush_gen++;
 }
 
 bool hspt_flush_keeps_jmp_cache(CPUState *cpu)
 {
-    return hspt_enabled && hspt_cpu(cpu)->in_context_switch;
+    if (!hspt_enabled) {
+        return false;
+    }
+    if (hspt_cpu(cpu)->in_context_switch) {
+        return true;
+    }
+    hspt_jmp_caches_stale(cpu);
+    return false;
+}
+
+/* The next valid jump cache of a space that is not current, from *I. */
+struct CPUJumpCache *hspt_kept_jmp_cache(CPUState *cpu, unsigned *i)
+{
+    HsptCPU *hc = hspt_cpu(cpu);
+
+    while (*i < hspt_nspaces_all) {
+        HsptSpace *sp = &hc->spaces[(*i)++];
+
+        if (sp->jc_valid && sp->jc_flush_gen == hc->flush_gen &&
+            sp->jc != cpu->tb_jmp_cache) {
+            return sp->jc;
+        }
+    }
+    return NULL;
 }
 
 /*
@@ -1921,18 +1940,34 @@ static void hspt_leave_jmp_cache(CPUState *cpu, HsptCPU *hc, HsptSpace *prev)
     }
 }
 
+/*
+ * An emptied cache is best the one in use, which the host has cached: a
+ * space that saw a full flush while current (a fork, an exit) is unlikely
+ * to find its cache still valid when it comes back, so it gives it to
+ * NEXT and takes NEXT's, as stale. Clearing another space's cold cache
+ * instead made lpae forkstorm some 8 % slower.
+ */
 static void hspt_install_jmp_cache(CPUState *cpu, HsptCPU *hc,
-                                   HsptSpace *next)
+                                   HsptSpace *prev, HsptSpace *next)
 {
     if (next->jc_valid && next->jc_flush_gen == hc->flush_gen &&
         next->jc_tb_flushes == qatomic_read(&tb_ctx.tb_flush_count)) {
         qatomic_inc(&hspt_stats.jmp_caches_kept);
     } else {
+        if (prev != next && prev->jc == cpu->tb_jmp_cache &&
+            prev->jc_install_gen != hc->flush_gen) {
+            struct CPUJumpCache *jc = prev->jc;
+
+            prev->jc = next->jc;
+            prev->jc_valid = false;
+            next->jc = jc;
+        }
         for (int i = 0; i < TB_JMP_CACHE_SIZE; i++) {
             qatomic_set(&next->jc->array[i].tb, NULL);
         }
     }
     next->jc_valid = false;     /* until it is left again */
+    next->jc_install_gen = hc->flush_gen;
     qatomic_set(&cpu->tb_jmp_cache, next->jc);
 }
 
@@ -1996,7 +2031,7 @@ static void hspt_context_switch_to(CPUState *cpu, const HsptContextKey *key,
         hspt_space_next_flush_epoch(next);
     }
     hc->cur = next;
-    hspt_install_jmp_cache(cpu, hc, next);
+    hspt_install_jmp_cache(cpu, hc, prev, next);
     if (hc->given_up) {
         /* Nothing to look up in a shadow that is never read again. */
     } else if (next->stale) {

@@ -122,13 +122,16 @@ void hspt_cpu_exec_enter(CPUState *cpu);
 bool hspt_context_flush_begin(CPUState *cpu);
 void hspt_context_flush_end(CPUState *cpu);
 
-/* Called at the end of every softmmu TLB flush of CPU, on its thread. */
-void hspt_note_flush(CPUState *cpu);
 /*
  * Whether the full flush running on CPU may leave its TB jump cache
- * alone: a context switch, which installs the new context's cache.
+ * alone: a context switch, which installs the new context's cache. Any
+ * other full flush makes the caches kept for other contexts stale.
  */
 bool hspt_flush_keeps_jmp_cache(CPUState *cpu);
+/* A flush of CPU that clears its whole jump cache, other than the above. */
+void hspt_jmp_caches_stale(CPUState *cpu);
+/* Iterate over the valid jump caches of CPU's spaces that are not current. */
+struct CPUJumpCache *hspt_kept_jmp_cache(CPUState *cpu, unsigned *i);
 /*
  * The new space's pages are looked up (prefill, revalidation) with the
  * registers as they are at the switch, as a TLB may walk at any time: a
