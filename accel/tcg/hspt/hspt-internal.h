@@ -148,7 +148,7 @@ typedef struct HsptCPU {
      * context switches (see hspt_jmp_caches_stale())
      */
     uint64_t flush_gen;
-    /* the vCPU's own jump cache, given back at hspt_cpu_destroy() */
+    /* the vCPU's own jump cache (its spaces' are installed instead) */
     struct CPUJumpCache *own_jc;
     /* ASIDs whose TLBIASID is waiting for its softmmu full flush */
     DECLARE_BITMAP(pending_asids, 256);

@@ -18,6 +18,7 @@
 #include "exec/ramblock.h"
 #include "exec/target_page.h"
 #include "exec/translation-block.h"
+#include "exec/tb-flush.h"
 #include "../tb-context.h"
 #include "../tb-jmp-cache.h"
 #include "hspt.h"
@@ -331,6 +332,7 @@ void hspt_cpu_init(CPUState *cpu)
         hc->spaces[i].base = hc->base + i * hspt_space_size();
     }
     hc->dead = hc->base + hspt_nspaces_all * hspt_space_size();
+    hc->own_jc = cpu->tb_jmp_cache;
     hc->cur = hc->last_grown = &hc->spaces[0];
     if (!hspt_space_alloc(hc->cur)) {
         error_report("hspt: cannot allocate shadow bookkeeping for vCPU %d",
@@ -362,10 +364,8 @@ void hspt_cpu_destroy(CPUState *cpu)
         return;
     }
     qemu_mutex_lock(&hspt_lock);
-    if (hc->own_jc) {
-        /* Upstream frees the current jump cache after this. */
-        qatomic_set(&cpu->tb_jmp_cache, hc->own_jc);
-    }
+    /* Upstream frees the current jump cache after this. */
+    qatomic_set(&cpu->tb_jmp_cache, hc->own_jc);
     for (unsigned i = 0; i < hspt_nspaces_all; i++) {
         qatomic_sub(&hspt_stats.mapped_pages, hc->spaces[i].n_mapped);
         qatomic_sub(&hspt_stats.parked_pages, hc->spaces[i].n_parked);
@@ -1883,7 +1883,16 @@ static bool hspt_space_rekey(HsptSpace *sp, const HsptContextKey *key)
  */
 void hspt_jmp_caches_stale(CPUState *cpu)
 {
-    hspt_cpu(cpu)->flush_gen++;
+    if (hspt_enabled) {
+        hspt_cpu(cpu)->flush_gen++;
+    }
+}
+
+/* Whether SP's cache is still right for SP's context (see below). */
+static bool hspt_jmp_cache_valid(HsptCPU *hc, const HsptSpace *sp)
+{
+    return sp->jc_valid && sp->jc_flush_gen == hc->flush_gen &&
+           sp->jc_tb_flushes == qatomic_read(&tb_ctx.tb_flush_count);
 }
 
 bool hspt_flush_keeps_jmp_cache(CPUState *cpu)
@@ -1906,8 +1915,7 @@ struct CPUJumpCache *hspt_kept_jmp_cache(CPUState *cpu, unsigned *i)
     while (*i < hspt_nspaces_all) {
         HsptSpace *sp = &hc->spaces[(*i)++];
 
-        if (sp->jc_valid && sp->jc_flush_gen == hc->flush_gen &&
-            sp->jc != cpu->tb_jmp_cache) {
+        if (hspt_jmp_cache_valid(hc, sp) && sp->jc != cpu->tb_jmp_cache) {
             return sp->jc;
         }
     }
@@ -1918,22 +1926,20 @@ struct CPUJumpCache *hspt_kept_jmp_cache(CPUState *cpu, unsigned *i)
  * QEMU clears the vCPU's TB jump cache at every TLB flush, as it finds
  * TBs by virtual PC alone; at a context switch, HSPT instead installs the
  * jump cache of the incoming space (its cache of the incoming context).
- * That cache is still right if no TLB flush other than a context switch
- * reached the vCPU since it was left: a TLB may keep a context's
- * translations across switches until a TLB invalidation, and a guest
- * TLBI, a memory map change or a reset all flush. Entries for TBs
- * invalidated meanwhile never match (CF_INVALID is in their cflags, see
- * tb_lookup()); a tb_flush() clears them all.
+ * That cache is still right if no full flush other than a context switch
+ * reached the vCPU since it was left (page flushes clear their pages in
+ * it): a TLB may keep a context's translations across switches until a
+ * TLB invalidation, and a guest TLBIALL or TLBIASID, a memory map change
+ * or a reset all flush. Entries for TBs invalidated meanwhile never match
+ * (CF_INVALID is in their cflags, see tb_lookup()); a tb_flush() makes
+ * every kept cache stale.
  *
  * Before the incoming space is chosen (it may be PREV, given to another
  * context): PREV's cache stays right for PREV's context.
  */
 static void hspt_leave_jmp_cache(CPUState *cpu, HsptCPU *hc, HsptSpace *prev)
 {
-    if (!hc->own_jc) {
-        hc->own_jc = cpu->tb_jmp_cache;
-    }
-    if (prev->jc && prev->jc == cpu->tb_jmp_cache) {
+    if (prev->jc == cpu->tb_jmp_cache) {
         prev->jc_flush_gen = hc->flush_gen;
         prev->jc_tb_flushes = qatomic_read(&tb_ctx.tb_flush_count);
         prev->jc_valid = true;
@@ -1950,25 +1956,24 @@ static void hspt_leave_jmp_cache(CPUState *cpu, HsptCPU *hc, HsptSpace *prev)
 static void hspt_install_jmp_cache(CPUState *cpu, HsptCPU *hc,
                                    HsptSpace *prev, HsptSpace *next)
 {
-    if (next->jc_valid && next->jc_flush_gen == hc->flush_gen &&
-        next->jc_tb_flushes == qatomic_read(&tb_ctx.tb_flush_count)) {
-        qatomic_inc(&hspt_stats.jmp_caches_kept);
-    } else {
-        if (prev != next && prev->jc == cpu->tb_jmp_cache &&
-            prev->jc_install_gen != hc->flush_gen) {
-            struct CPUJumpCache *jc = prev->jc;
+    bool kept = hspt_jmp_cache_valid(hc, next);
 
-            prev->jc = next->jc;
-            prev->jc_valid = false;
-            next->jc = jc;
-        }
-        for (int i = 0; i < TB_JMP_CACHE_SIZE; i++) {
-            qatomic_set(&next->jc->array[i].tb, NULL);
-        }
+    if (kept) {
+        qatomic_inc(&hspt_stats.jmp_caches_kept);
+    } else if (prev != next && prev->jc == cpu->tb_jmp_cache &&
+               prev->jc_install_gen != hc->flush_gen) {
+        struct CPUJumpCache *jc = prev->jc;
+
+        prev->jc = next->jc;
+        prev->jc_valid = false;
+        next->jc = jc;
     }
     next->jc_valid = false;     /* until it is left again */
     next->jc_install_gen = hc->flush_gen;
     qatomic_set(&cpu->tb_jmp_cache, next->jc);
+    if (!kept) {
+        tcg_flush_jmp_cache(cpu);
+    }
 }
 
 /*
