@@ -672,6 +672,25 @@ static void test_other_context_code(enum tlbi op)
 }
 
 /*
+ * The same in the context that runs: after the TLBI, the jump cache entry
+ * for VA (which QEMU clears at a flush, and which a cache that outlived
+ * flushes would have to check) must not run the old page's code.
+ */
+static void test_same_context_code(enum tlbi op)
+{
+    const uint32_t va = USER_VA + 0x38000;
+    unsigned old = fresh_mapping(1, va, AP_PRIV_RW), new = fresh_page();
+
+    check_value(call_page_code(va), old, "call", "the first mapping (ASID 1)");
+    check_value(call_page_code(va), old, "call", "no TLBI");
+    map(1, va, new, AP_PRIV_RW);
+    tlbi(op, va, 1);
+    check_value(call_page_code(va), new, "call", tlbi_name[op]);
+    tlbi(op, va, 1);
+    check_value(call_page_code(va), new, "call", "a second TLBI");
+}
+
+/*
  * A global page cached under both ASIDs: invalidated by VA with ASID 1
  * (TLBIMVA matches global entries of any ASID), it must change in both.
  */
@@ -1142,6 +1161,7 @@ static void run_tests(void)
         test_unmap(local[i]);
         test_write_protect(local[i]);
         test_other_context_code(local[i]);
+        test_same_context_code(local[i]);
     }
     block_markers_init();
     for (unsigned i = 0; i < sizeof(by_va) / sizeof(by_va[0]); i++) {
