@@ -8,7 +8,8 @@ time, once per workload, each pinned to a host CPU of its own (they swap
 CPUs from one repetition to the next), and each ratio is the median of
 the repetitions' own ratios: on a host whose speed drifts, runs at the
 same moment see the same host. Pinned, a QEMU pays no host TLB
-shootdowns to another CPU, which an unpinned one with hspt=on does.
+shootdowns to another CPU, which an unpinned one with hspt=on most
+likely does (docs/hspt.rst, "Pinned against unpinned").
 Reported per workload: the median in-guest time over the repetitions and its
 ratio to the first (baseline) configuration; "boot" is host wall time from
 QEMU's start to the guest's init. "cpu-user" and "cpu-sys" are the CPU
