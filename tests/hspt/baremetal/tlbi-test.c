@@ -24,14 +24,10 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define UART_DR         ((volatile uint32_t *)0x09000000)
-#define UART_CR         ((volatile uint32_t *)0x09000030)
-#define UART_CR_ON      0x301u          /* UARTEN, TXE, RXE */
+#include "bare.h"
+
 #define RAM_BASE        0x40000000u
 #define RAM_SECTIONS    16              /* 16 MiB identity mapped */
-
-#define PSCI_CPU_ON     0x84000003u
-#define PSCI_SYSTEM_OFF 0x84000008u
 
 /* Test windows: per-context pages and global pages. */
 #define USER_VA         0x10000000u     /* L2 table per ASID, nG */
@@ -136,42 +132,6 @@ typedef struct Mailbox {
 static Mailbox mailbox[MAX_CPUS];
 static unsigned ncpus = 1;      /* vCPUs 0 .. ncpus - 1 run */
 
-/* --- output ------------------------------------------------------------ */
-
-static void put_char(char c)
-{
-    *UART_DR = (uint32_t)c;
-}
-
-static void put_str(const char *s)
-{
-    while (*s) {
-        put_char(*s++);
-    }
-}
-
-static void put_hex(uint32_t v)
-{
-    put_str("0x");
-    for (int i = 28; i >= 0; i -= 4) {
-        put_char("0123456789abcdef"[(v >> i) & 0xf]);
-    }
-}
-
-static void put_dec(uint32_t v)
-{
-    char buf[12];
-    int n = 0;
-
-    do {
-        buf[n++] = '0' + v % 10;
-        v /= 10;
-    } while (v);
-    while (n) {
-        put_char(buf[--n]);
-    }
-}
-
 /* --- CPU operations ------------------------------------------------------ */
 
 static inline uint32_t cpu_index(void)
@@ -195,18 +155,6 @@ static inline void isb(void)
 #define CP15_WRITE(crn, op1, crm, op2, v) \
     asm volatile("mcr p15, " #op1 ", %0, " #crn ", " #crm ", " #op2 \
                  :: "r"(v) : "memory")
-
-static uint32_t psci_call(uint32_t fn, uint32_t a1, uint32_t a2, uint32_t a3)
-{
-    register uint32_t r0 asm("r0") = fn;
-    register uint32_t r1 asm("r1") = a1;
-    register uint32_t r2 asm("r2") = a2;
-    register uint32_t r3 asm("r3") = a3;
-
-    asm volatile(".arch_extension virt\n\thvc #0"
-                 : "+r"(r0) : "r"(r1), "r"(r2), "r"(r3) : "memory");
-    return r0;
-}
 
 /* After a page-table store, before the TLBI (as Linux does). */
 static void tlbi_begin(void)
@@ -352,22 +300,11 @@ void data_abort(uint32_t dfsr, uint32_t dfar)
     aborts[cpu]++;
 }
 
-static void power_off(void)
-{
-    psci_call(PSCI_SYSTEM_OFF, 0, 0, 0);
-    for (;;) {
-        asm volatile("wfi");
-    }
-}
-
 void unexpected_exception(uint32_t lr, uint32_t cpsr);
 void unexpected_exception(uint32_t lr, uint32_t cpsr)
 {
-    put_str("FAIL: unexpected exception, lr ");
-    put_hex(lr);
-    put_str(" cpsr ");
-    put_hex(cpsr);
-    put_str("\nTLBI FAILED\n");
+    put_failure("unexpected exception", "lr", lr, "cpsr", cpsr);
+    put_str("TLBI FAILED\n");
     power_off();
 }
 
