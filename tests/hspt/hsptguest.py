@@ -78,6 +78,43 @@ def qemu_cmdline(kernel, workloads, size="test", reps=1, smp=1,
     return cmd + list(extra_args)
 
 
+class ConsoleParser:
+    """Collects the HSPT-* lines of a guest console, fed one line at a time
+    (the console of one QEMU, or of a migration's source and then its
+    destination)."""
+
+    def __init__(self, start):
+        self.start = start          # time.monotonic() of QEMU's start
+        self.lines, self.results = [], []
+        self.boot_seconds = None
+        self.done = False
+        self._outputs = {}
+
+    def feed(self, line):
+        self.lines.append(line)
+        if BOOT_RE.match(line) and self.boot_seconds is None:
+            self.boot_seconds = time.monotonic() - self.start
+        if line.startswith("HSPT-OUT "):
+            name, _, text = line[len("HSPT-OUT "):].partition(": ")
+            self._outputs.setdefault(name, []).append(text)
+        m = RESULT_RE.match(line)
+        if m:
+            name = m.group(1)
+            self.results.append(WorkloadResult(
+                name, int(m.group(2)), int(m.group(3)), m.group(4),
+                int(m.group(5)) / 1e6, self._outputs.pop(name, [])))
+        if line.startswith("HSPT-DONE"):
+            self.done = True
+
+    def result(self, error, wall):
+        """The BootResult; ERROR: QEMU's failure, if any."""
+        if not error and not self.done:
+            error = "the guest did not finish (no HSPT-DONE)"
+        return BootResult(not error, error, self.results,
+                          self.boot_seconds or 0.0, wall,
+                          "\n".join(self.lines))
+
+
 def boot(kernel, workloads, size="test", reps=1, smp=1, qemu=QEMU_SYSTEM,
          extra_args=(), timeout=900, log=None, env=None):
     """Boot KERNEL, run WORKLOADS and return a BootResult.
@@ -91,31 +128,15 @@ def boot(kernel, workloads, size="test", reps=1, smp=1, qemu=QEMU_SYSTEM,
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             env=dict(os.environ, **env) if env else None)
-    lines, results, outputs = [], [], {}
-    boot_seconds = None
-    done = False
+    console = ConsoleParser(start)
     error = ""
     try:
         deadline = start + timeout
         for raw in _readlines(proc, deadline):
             line = raw.decode("utf-8", "replace").rstrip("\r\n")
-            lines.append(line)
+            console.feed(line)
             if log:
                 log.write(line + "\n")
-            m = BOOT_RE.match(line)
-            if m and boot_seconds is None:
-                boot_seconds = time.monotonic() - start
-            if line.startswith("HSPT-OUT "):
-                name, _, text = line[len("HSPT-OUT "):].partition(": ")
-                outputs.setdefault(name, []).append(text)
-            m = RESULT_RE.match(line)
-            if m:
-                name = m.group(1)
-                results.append(WorkloadResult(
-                    name, int(m.group(2)), int(m.group(3)), m.group(4),
-                    int(m.group(5)) / 1e6, outputs.pop(name, [])))
-            if line.startswith("HSPT-DONE"):
-                done = True
         if time.monotonic() > deadline:
             error = "timed out after %d s" % timeout
             proc.kill()
@@ -127,12 +148,9 @@ def boot(kernel, workloads, size="test", reps=1, smp=1, qemu=QEMU_SYSTEM,
     wall = time.monotonic() - start
     if not error and rc != 0:
         error = "QEMU exited with status %d" % rc
-    if not error and not done:
-        error = "the guest did not finish (no HSPT-DONE)"
     if log:
         log.flush()
-    return BootResult(not error, error, results, boot_seconds or 0.0, wall,
-                      "\n".join(lines))
+    return console.result(error, wall)
 
 
 def _readlines(proc, deadline):
