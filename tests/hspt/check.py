@@ -10,6 +10,8 @@ Stages (all by default; pick with --only STAGE[,STAGE]):
            organisation and hspt=off
   user     static workloads under build/qemu-arm against the expected checksums
   guest    every workload on every guest kernel against the expected checksums
+  state    QEMU's own state machinery with hspt=on: live migration,
+           snapshots, gdbstub watchpoints
 
 Ends with "N passed, N failed" and exits 1 if anything failed.
 """
@@ -33,7 +35,7 @@ import hsptguest  # noqa: E402
 QEMU_BUILD = os.path.join(hsptguest.BUILD, "qemu")
 LOGDIR = os.path.join(hsptguest.BUILD, "check")
 EXPECTED = os.path.join(hsptguest.REPO, "tests", "hspt", "guest", "expected.txt")
-STAGES = ["cli", "unit", "qtest", "tcg", "bare", "user", "guest"]
+STAGES = ["cli", "unit", "qtest", "tcg", "bare", "user", "guest", "state"]
 
 # The reference kernel whose hspt=off results define expected.txt.
 REFERENCE_KERNEL = "lpae-6.1"
@@ -295,23 +297,31 @@ def run_tlbi_test(elf, accel, log, env, smp=2):
                log, timeout=300, env=env)
 
 
+def build_bare_elf(test, name, cflags=()):
+    """Build the bare-metal test TEST (tests/hspt/baremetal/TEST.c) as
+    build/check/NAME.elf with CFLAGS; its path, or None if that failed
+    (log: build/check/bare-build-NAME.log)."""
+    elf = os.path.join(LOGDIR, name + ".elf")
+    rc, _ = run(["arm-linux-gnueabihf-gcc", "-march=armv7-a", "-marm",
+                 "-mfloat-abi=soft", "-O2", "-Wall", "-Wextra", "-Werror",
+                 "-ffreestanding", "-fno-builtin", "-nostdlib", "-static",
+                 "-Wl,--build-id=none", "-Wl,-z,noexecstack",
+                 "-Wl,--no-warn-rwx-segments"] + list(cflags) +
+                ["-T", os.path.join(BAREMETAL, "link.ld"),
+                 os.path.join(BAREMETAL, "start.S"),
+                 os.path.join(BAREMETAL, test + ".c"), "-o", elf],
+                "bare-build-%s.log" % name, timeout=300)
+    return elf if rc == 0 else None
+
+
 def stage_bare(t):
     """tlbi-test on two and on four vCPUs (MTTCG): no stale translation
     after a TLBI, with short-descriptor and with LPAE page tables."""
     for fmt, cflags in [("short", []), ("lpae", ["-DLPAE"])]:
-        elf = os.path.join(LOGDIR, "tlbi-test-%s.elf" % fmt)
-        rc, out = run(["arm-linux-gnueabihf-gcc", "-march=armv7-a", "-marm",
-                       "-mfloat-abi=soft", "-O2", "-Wall", "-Wextra", "-Werror",
-                       "-ffreestanding", "-fno-builtin", "-nostdlib", "-static",
-                       "-Wl,--build-id=none", "-Wl,-z,noexecstack",
-                       "-Wl,--no-warn-rwx-segments"] + cflags +
-                      ["-T", os.path.join(BAREMETAL, "link.ld"),
-                       os.path.join(BAREMETAL, "start.S"),
-                       os.path.join(BAREMETAL, "tlbi-test.c"), "-o", elf],
-                      "bare-build-%s.log" % fmt, timeout=300)
-        if rc != 0:
+        elf = build_bare_elf("tlbi-test", "tlbi-test-%s" % fmt, cflags)
+        if not elf:
             t.add(False, "bare: build tlbi-test (%s)" % fmt,
-                  "see build/check/bare-build-%s.log" % fmt)
+                  "see build/check/bare-build-tlbi-test-%s.log" % fmt)
             continue
         for label, accel in BARE_CONFIGS:
             name = "tlbi-test (%s), %s" % (fmt, label)
@@ -573,19 +583,20 @@ def guest_configs():
     return configs
 
 
-def check_boot(t, label, res, wanted, exp):
+def check_boot(t, label, res, wanted, exp, stage="guest"):
     got = {r.name: r for r in res.results}
     for name in wanted:
         r = got.get(name)
         if r is None:
-            t.add(False, "guest: %s: %s" % (label, name),
+            t.add(False, "%s: %s: %s" % (stage, label, name),
                   "no result (%s)" % (res.error or "missing"))
             continue
         t.add(r.status == 0 and r.checksum == exp.get(name),
-              "guest: %s: %s" % (label, name),
+              "%s: %s: %s" % (stage, label, name),
               "status %d, md5 %s, expected %s; output: %s"
               % (r.status, r.checksum, exp.get(name), " | ".join(r.output[-5:])))
-    t.add(res.ok, "guest: %s: clean boot and power-off" % label, res.error)
+    t.add(res.ok, "%s: %s: clean boot and power-off" % (stage, label),
+          res.error)
 
 
 def stage_guest(t, jobs):
@@ -806,6 +817,37 @@ def check_nursery(t):
           % (promoted, ahead, buffer_pages, log))
 
 
+def wait_for_text(path, text, alive, deadline):
+    """Wait until the file PATH (a QEMU's serial log) holds TEXT, while
+    ALIVE() and until DEADLINE (time.monotonic()); whether it does."""
+    while alive() and time.monotonic() <= deadline:
+        with open(path, errors="replace") as f:
+            if text in f.read():
+                return True
+        time.sleep(0.1)
+    return False
+
+
+def start_qemu(cmd, log, env=None):
+    """Start QEMU command CMD with its output (the serial console) written
+    to the file LOG after the command line, and ENV added."""
+    with open(log, "w") as f:
+        f.write("$ " + " ".join(cmd) + "\n")
+        f.flush()
+        return subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL,
+                                env=dict(os.environ, **(env or {})))
+
+
+def stop_qemu(proc, timeout=60):
+    """Wait for PROC to exit, killing it after TIMEOUT s; its exit status."""
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.wait()
+
+
 def hmp_command(sock, cmd):
     """Send CMD to an HMP monitor socket and return its output (without
     CMD, only read the greeting up to the first prompt)."""
@@ -967,11 +1009,7 @@ def tlbi_test_paused(log, env, at_power_off):
     finally:
         if sock:
             sock.close()
-        try:
-            qemu.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            qemu.kill()
-            qemu.wait()
+        stop_qemu(qemu)
     with open(log, errors="replace") as f:
         return result, error, f.read()
 
@@ -1084,6 +1122,419 @@ def check_vma_budget(t, exp):
           "guest: lpae-6.1 hspt: a small VMA budget evicts spaces",
           "budget %d, %d evictions; see build/check/%s"
           % (budget, evictions, log))
+
+
+MIGRATION_WORKLOADS = ["seqrw", "cow", "chase", "mmapchurn", "pagecache",
+                       "xz", "sqlite", "shpipe"]
+
+
+def migrate_while_running(sock, uri, deadline, syncs):
+    """Migrate the running guest behind the HMP socket SOCK to the
+    destination listening at URI and hold the switch-over back until the
+    source has synced its dirty bitmap SYNCS times: the guest keeps
+    writing while pages are sent. Returns (the final migration status,
+    the dirty sync count)."""
+    # With a 1 ms downtime limit precopy cannot converge while the guest
+    # writes; then a generous one lets it switch over at the next sync.
+    hmp_command(sock, "migrate_set_parameter downtime-limit 1")
+    hmp_command(sock, "migrate -d " + uri)
+    status, count, forced = "", 0, False
+    while time.monotonic() <= deadline:
+        info = hmp_command(sock, "info migrate")
+        m = re.search(r"^Migration status: (\S+)", info, re.M)
+        status = m.group(1) if m else ""
+        count = first_int(r"^dirty sync count: (\d+)", info, count)
+        if status in ("completed", "failed", "cancelled"):
+            break
+        if count >= syncs and not forced:
+            hmp_command(sock, "migrate_set_parameter downtime-limit 60000")
+            forced = True
+        time.sleep(0.05)
+    return status, count
+
+
+def check_live_migration(t, exp, kernel, smp, dst_hspt):
+    """Live migration from hspt=on keeps the guest's memory.
+
+    Migration's dirty log relies on write protection: each dirty-bitmap
+    sync clears the pages' migration bits and write-protects them through
+    tlb_reset_dirty(), and a store to such a page must take the slow path
+    that marks it dirty again. A shadow page left writable lets direct
+    stores bypass that, the page is not sent again, and the destination
+    resumes with stale memory. The source runs memory-writing workloads
+    and is migrated while they run (switch-over after a few syncs); the
+    destination (hspt=on if DST_HSPT, else off: the stream must not
+    depend on it) finishes them. Every workload's checksum must match,
+    and the source's shadow must have been write-protected meanwhile."""
+    import tempfile
+
+    label = "%s smp%d migrated from hspt=on to hspt=%s" % (
+        kernel, smp, "on" if dst_hspt else "off")
+    name = ("state: %s: switch-over while the workloads ran, the shadow "
+            "write-protected for the dirty log" % label)
+    tmp = tempfile.mkdtemp(prefix="hspt-check-")
+    uri = "unix:" + os.path.join(tmp, "migrate.sock")
+    hmp = os.path.join(tmp, "hmp.sock")
+    logs = [os.path.join(LOGDIR, "state-migrate-%s-smp%d-%s.log"
+                         % (kernel, smp, side)) for side in ("src", "dst")]
+    workloads = MIGRATION_WORKLOADS
+    accel = ["-accel", "tcg,hspt=on"]
+    dst_cmd = hsptguest.qemu_cmdline(
+        kernel, workloads, smp=smp,
+        extra_args=(accel if dst_hspt else []) + ["-incoming", uri])
+    src_cmd = hsptguest.qemu_cmdline(
+        kernel, workloads, smp=smp, extra_args=accel +
+        ["-monitor", "unix:%s,server=on,wait=off" % hmp])
+    dst = start_qemu(dst_cmd, logs[1])
+    # The destination listens before the source may connect.
+    while not os.path.exists(uri[len("unix:"):]) and dst.poll() is None:
+        time.sleep(0.05)
+    src = start_qemu(src_cmd, logs[0])
+    status, syncs, protects, error = "", 0, 0, ""
+    sock = None
+    start = time.monotonic()
+    try:
+        deadline = start + 600
+        sock = hmp_connect(hmp, lambda: src.poll() is None, deadline, 60)
+        if not sock:
+            raise OSError("no monitor socket")
+        if not wait_for_text(logs[0], "HSPT-BOOT", lambda: src.poll() is None,
+                             deadline):
+            raise OSError("the source did not boot")
+        before = first_int(r"^write-protects: (\d+)",
+                           hmp_command(sock, "info hspt"))
+        status, syncs = migrate_while_running(sock, uri, deadline, syncs=4)
+        protects = first_int(r"^write-protects: (\d+)",
+                             hmp_command(sock, "info hspt")) - before
+        hmp_command(sock, "quit")
+    except (OSError, ValueError) as e:
+        error = "monitor: %s; " % e
+    finally:
+        if sock:
+            sock.close()
+        stop_qemu(src)
+    # A destination with stale memory tends to hang: do not wait long.
+    rc = stop_qemu(dst, timeout=240 if status == "completed" else 5)
+    # The serial console goes on at the destination where the source
+    # stopped; the first lines of each log are the command lines.
+    console = hsptguest.ConsoleParser(start)
+    text = ""
+    for path in logs:
+        with open(path, errors="replace") as f:
+            text += f.read().split("\n", 1)[1]
+    for line in text.split("\n"):
+        console.feed(line.rstrip("\r"))
+    res = console.result("" if rc == 0 else "destination QEMU exited "
+                         "with status %d" % rc, time.monotonic() - start)
+    with open(logs[1], errors="replace") as f:
+        finished_at_dst = "HSPT-RESULT" in f.read()
+    check_boot(t, label, res, workloads, exp, stage="state")
+    t.add(not error and status == "completed" and syncs >= 4 and
+          protects > 0 and finished_at_dst, name,
+          "%smigration %s after %d dirty syncs, %d shadow pages "
+          "write-protected meanwhile, workloads finished at the "
+          "destination: %s; see %s"
+          % (error, status or "not started", syncs, protects,
+             finished_at_dst, " and ".join(logs)))
+
+
+class GdbRemote:
+    """Just enough of the GDB remote protocol to drive QEMU's gdbstub."""
+
+    def __init__(self, path, timeout):
+        import socket
+
+        self.sock = socket.socket(socket.AF_UNIX)
+        self.sock.settimeout(timeout)
+        self.sock.connect(path)
+        self.buf = b""
+
+    def close(self):
+        self.sock.close()
+
+    def reply(self):
+        """The payload of the next packet from the stub, acknowledged
+        (its own acknowledgements of ours are skipped)."""
+        while True:
+            start = self.buf.find(b"$")
+            end = self.buf.find(b"#", start) if start >= 0 else -1
+            if end >= 0 and len(self.buf) >= end + 3:
+                payload = self.buf[start + 1:end]
+                self.buf = self.buf[end + 3:]
+                self.sock.sendall(b"+")
+                return payload.decode("ascii", "replace")
+            chunk = self.sock.recv(4096)
+            if not chunk:
+                raise OSError("the gdbstub closed the connection")
+            self.buf += chunk
+
+    def request(self, payload):
+        """Send PAYLOAD as a packet and return the stub's reply (for "c",
+        the stop reply: it comes when the guest stops)."""
+        data = payload.encode("ascii")
+        self.sock.sendall(b"$%s#%02x" % (data, sum(data) % 256))
+        return self.reply()
+
+
+def elf_symbol(elf, name):
+    """The address of symbol NAME in ELF (arm-linux-gnueabihf-nm)."""
+    out = subprocess.run(["arm-linux-gnueabihf-nm", elf], capture_output=True,
+                         text=True, check=True).stdout
+    m = re.search(r"^([0-9a-f]+) \w %s$" % re.escape(name), out, re.M)
+    if not m:
+        raise ValueError("no symbol %s in %s" % (name, elf))
+    return int(m.group(1), 16)
+
+
+def watchpoint_session(gdb, watched, stop_flag):
+    """With the guest stopped at GDB's connection: a write watchpoint and
+    then a read watchpoint on address WATCHED must each stop the running
+    guest; then set the word at STOP_FLAG and detach. Returns a list of
+    what went wrong."""
+    problems = []
+    for insert, kind in (("2", "watch"), ("3", "rwatch")):
+        spec = "%x,4" % watched
+        if gdb.request("Z%s,%s" % (insert, spec)) != "OK":
+            problems.append("Z%s refused" % insert)
+            continue
+        try:
+            stop = gdb.request("c")
+        except TimeoutError:
+            # Stop the guest for what follows.
+            gdb.sock.sendall(b"\x03")
+            stop = gdb.reply() + " (no stop: interrupted)"
+        if ";%s:%x;" % (kind, watched) not in stop:
+            problems.append("%s watchpoint: stop reply %r" % (kind, stop))
+        if gdb.request("z%s,%s" % (insert, spec)) != "OK":
+            problems.append("z%s refused" % insert)
+    if gdb.request("M%x,4:01000000" % stop_flag) != "OK":
+        problems.append("writing the stop flag was refused")
+    if gdb.request("D") != "OK":
+        problems.append("detach refused")
+    return problems
+
+
+def check_gdb_watchpoints(t):
+    """gdbstub watchpoints stop a loop whose page is shadow-mapped.
+
+    watch-test increments a word in a loop; once it runs (and its page
+    is shadow-mapped writable with hspt=on), a write and then a read
+    watchpoint set through the gdbstub must each stop the guest, which
+    then finishes when the debugger sets its stop flag. Also with
+    hspt=off, the reference."""
+    import tempfile
+
+    elf = build_bare_elf("watch-test", "watch-test")
+    if not elf:
+        t.add(False, "state: build watch-test",
+              "see build/check/bare-build-watch-test.log")
+        return
+    watched = elf_symbol(elf, "watched")
+    stop_flag = elf_symbol(elf, "stop_flag")
+    for label, accel in BARE_CONFIGS[:2]:
+        name = "state: gdbstub watchpoints stop the guest, %s" % label
+        log = os.path.join(LOGDIR, "state-watch-%s.log"
+                           % label.replace("=", "-"))
+        path = os.path.join(tempfile.mkdtemp(prefix="hspt-check-"),
+                            "gdb.sock")
+        qemu = start_qemu([hsptguest.QEMU_SYSTEM, "-M", "virt", "-cpu", "max",
+                           "-display", "none", "-monitor", "none",
+                           "-serial", "stdio", "-kernel", elf,
+                           "-gdb", "unix:%s,server=on,wait=off" % path] +
+                          accel, log, env={"QEMU_HSPT_STATS": "1"})
+        problems, gdb = [], None
+        try:
+            if not wait_for_text(log, "WATCH READY",
+                                 lambda: qemu.poll() is None,
+                                 time.monotonic() + 60):
+                raise OSError("the guest did not start its loop")
+            # Long enough for the loop to be translated and its page
+            # shadow-mapped.
+            time.sleep(0.5)
+            gdb = GdbRemote(path, timeout=20)
+            gdb.request("?")
+            problems = watchpoint_session(gdb, watched, stop_flag)
+        except (OSError, ValueError) as e:
+            problems.append("gdbstub: %s" % e)
+        finally:
+            if gdb:
+                gdb.close()
+        rc = stop_qemu(qemu)
+        with open(log, errors="replace") as f:
+            out = f.read()
+        fills = first_int(r"^fills: (\d+) pages", out)
+        t.add(not problems and rc == 0 and "WATCH DONE" in out and
+              (fills > 0 or not accel), name,
+              "%s; rc=%d, fills=%d, see %s"
+              % ("; ".join(problems) or "no protocol errors", rc, fills, log))
+
+
+class Qmp:
+    """A QMP client on a unix socket: commands in, results out, events
+    skipped."""
+
+    def __init__(self, path, timeout):
+        import socket
+
+        self.sock = socket.socket(socket.AF_UNIX)
+        self.sock.settimeout(timeout)
+        self.sock.connect(path)
+        self.file = self.sock.makefile("rb")
+        self._message()                          # the greeting
+        self.command("qmp_capabilities")
+
+    def close(self):
+        self.file.close()
+        self.sock.close()
+
+    def _message(self):
+        line = self.file.readline()
+        if not line:
+            raise OSError("QMP closed the connection")
+        return json.loads(line)
+
+    def command(self, name, args=None):
+        """Run NAME with the ARGS dict; its return value."""
+        self.sock.sendall(json.dumps({"execute": name,
+                                      "arguments": args or {}})
+                          .encode() + b"\n")
+        while True:
+            msg = self._message()
+            if "error" in msg:
+                raise ValueError("%s: %s" % (name, msg["error"]["desc"]))
+            if "return" in msg:
+                return msg["return"]
+
+    def job(self, name, args, deadline):
+        """Run the job command NAME with ARGS (a dict with its job-id) and
+        wait for it until DEADLINE (time.monotonic()); raise ValueError if
+        it failed."""
+        self.command(name, args)
+        job_id = args["job-id"]
+        while time.monotonic() <= deadline:
+            job = [j for j in self.command("query-jobs") if j["id"] == job_id]
+            if job and job[0]["status"] == "concluded":
+                self.command("job-dismiss", {"id": job_id})
+                if "error" in job[0]:
+                    raise ValueError("%s: %s" % (name, job[0]["error"]))
+                return
+            time.sleep(0.1)
+        raise OSError("%s did not finish" % name)
+
+
+def qmp_connect(path, alive, deadline, timeout):
+    """A Qmp client on the socket PATH of a QEMU that is starting, while
+    ALIVE() and until DEADLINE (time.monotonic()), or None."""
+    while alive() and time.monotonic() <= deadline:
+        try:
+            return Qmp(path, timeout)
+        except (FileNotFoundError, ConnectionRefusedError):
+            time.sleep(0.1)
+    return None
+
+
+def count_results(path, offset=0):
+    """How many HSPT-RESULT lines the serial log PATH holds past byte
+    OFFSET."""
+    with open(path, "rb") as f:
+        f.seek(offset)
+        return f.read().count(b"\nHSPT-RESULT ")
+
+
+SNAPSHOT_WORKLOADS = ["seqrw", "cow", "forkstorm", "pipering", "mmapchurn",
+                      "pagecache", "shpipe"]
+
+
+def check_snapshot_reload(t, exp, kernel, smp):
+    """Loading a snapshot into a running hspt=on guest.
+
+    A snapshot is saved after the first workload, the guest runs two more
+    (new processes, page tables and contexts in the shadow's spaces), and
+    the snapshot is loaded back. Loading rewrites guest RAM under the
+    shadow pages (they map that RAM) and the translation registers behind
+    HSPT's back: no space may keep a translation of the abandoned
+    timeline. The console of the timeline that counts (up to the save,
+    then from the load) must give every workload's expected checksum.
+    The snapshot goes to a qcow2 image that QEMU itself creates."""
+    import tempfile
+
+    label = "%s hspt smp%d snapshot reloaded" % (kernel, smp)
+    name = "state: %s: saved and loaded while the workloads ran" % label
+    tmp = tempfile.mkdtemp(prefix="hspt-check-")
+    disk = os.path.join(tmp, "snapshots.qcow2")
+    open(disk, "wb").close()
+    qmp_path = os.path.join(tmp, "qmp.sock")
+    log = os.path.join(LOGDIR, "state-snapshot-%s-smp%d.log" % (kernel, smp))
+    workloads = SNAPSHOT_WORKLOADS
+    qemu = start_qemu(hsptguest.qemu_cmdline(
+        kernel, workloads, smp=smp, extra_args=[
+            "-accel", "tcg,hspt=on",
+            "-qmp", "unix:%s,server=on,wait=off" % qmp_path,
+            "-blockdev", "driver=file,filename=%s,node-name=file0" % disk]),
+        log)
+    alive = lambda: qemu.poll() is None  # noqa: E731
+    snapshot = {"tag": "hspt", "vmstate": "disk0", "devices": ["disk0"]}
+    error, abandoned, offsets = "", 0, None
+    qmp = None
+    start = time.monotonic()
+    try:
+        deadline = start + 600
+        qmp = qmp_connect(qmp_path, alive, deadline, 120)
+        if not qmp:
+            raise OSError("no QMP socket")
+        qmp.job("blockdev-create", {"job-id": "create", "options": {
+            "driver": "qcow2", "file": "file0", "size": 64 << 20}}, deadline)
+        qmp.command("blockdev-add", {"driver": "qcow2", "node-name": "disk0",
+                                     "file": "file0"})
+        while alive() and count_results(log) < 1:
+            time.sleep(0.1)
+        # Stopped, the log ends exactly where the snapshot's console does.
+        qmp.command("stop")
+        saved_at = os.path.getsize(log)
+        qmp.job("snapshot-save", dict(snapshot, **{"job-id": "save"}),
+                deadline)
+        qmp.command("cont")
+        while alive() and count_results(log, saved_at) < 2:
+            time.sleep(0.1)
+        qmp.command("stop")
+        loaded_at = os.path.getsize(log)
+        abandoned = count_results(log, saved_at)
+        qmp.job("snapshot-load", dict(snapshot, **{"job-id": "load"}),
+                deadline)
+        qmp.command("cont")
+        offsets = (saved_at, loaded_at)
+    except (OSError, ValueError) as e:
+        error = "QMP: %s; " % e
+    finally:
+        if qmp:
+            qmp.close()
+    rc = stop_qemu(qemu, timeout=240 if offsets else 5)
+    with open(log, "rb") as f:
+        text = f.read()
+    if offsets:
+        text = text[:offsets[0]] + text[offsets[1]:]
+    console = hsptguest.ConsoleParser(start)
+    for line in text.decode("utf-8", "replace").split("\n")[1:]:
+        console.feed(line.rstrip("\r"))
+    res = console.result("" if rc == 0 else "QEMU exited with status %d" % rc,
+                         time.monotonic() - start)
+    check_boot(t, label, res, workloads, exp, stage="state")
+    t.add(not error and offsets is not None and abandoned >= 2, name,
+          "%s%d workloads finished between the save and the load; see %s"
+          % (error, abandoned, log))
+
+
+def stage_state(t):
+    exp = load_expected()
+    check_gdb_watchpoints(t)
+    # MTTCG on the DACR-switching kernel: dirty-log resets reach two
+    # vCPUs, each with a space per DACR value of every process.
+    for kernel, smp, dst_hspt in (("lpae-6.1", 1, True),
+                                  ("armmp-6.1", 2, True),
+                                  ("lpae-6.1", 1, False)):
+        check_live_migration(t, exp, kernel, smp, dst_hspt)
+    for kernel, smp in (("lpae-6.1", 1), ("armmp-6.1", 2)):
+        check_snapshot_reload(t, exp, kernel, smp)
 
 
 def update_expected():
