@@ -620,6 +620,7 @@ def stage_guest(t, jobs):
     check_nursery(t)
     check_vma_estimate(t)
     check_vma_budget(t, exp)
+    check_backend_share(t, exp)
     check_unmap_failure(t, exp)
     check_bench_paired(t)
 
@@ -1126,6 +1127,33 @@ def check_vma_budget(t, exp):
 
 MIGRATION_WORKLOADS = ["seqrw", "cow", "chase", "mmapchurn", "pagecache",
                        "xz", "sqlite", "shpipe"]
+
+
+def check_backend_share(t, exp):
+    """Guest RAM from a memory backend with share=off, which no shadow page
+    can map, stays on softmmu: QEMU warns, maps nothing and gives the
+    results of hspt=off. The same backend with share=on is mapped, without
+    a warning."""
+    workloads = ["seqrw", "forkstorm", "cow", "smc"]
+    warning = "hspt: memory backend 'ram0' stays on softmmu: it is not shared"
+    for share in ("off", "on"):
+        label = "lpae-6.1 hspt, RAM backend share=%s" % share
+        log = "guest-backend-share-%s.log" % share
+        with open(os.path.join(LOGDIR, log), "w") as f:
+            res = hsptguest.boot(
+                "lpae-6.1", workloads, log=f, env={"QEMU_HSPT_STATS": "1"},
+                extra_args=["-accel", "tcg,hspt=on", "-object",
+                            "memory-backend-ram,id=ram0,size=512M,share=" +
+                            share, "-machine", "memory-backend=ram0"])
+        check_boot(t, label, res, workloads, exp)
+        warned = res.console.count(warning)
+        fills = first_int(r"^fills: (\d+) pages", res.console, -1)
+        t.add(res.ok and ((warned == 1 and fills == 0) if share == "off"
+                          else (warned == 0 and fills > 0)),
+              "guest: %s: %s" % (label, "one warning, nothing shadow-mapped"
+                                 if share == "off" else "mapped, no warning"),
+              "%d warnings, %d fills; see build/check/%s"
+              % (warned, fills, log))
 
 
 def migrate_while_running(sock, uri, deadline, syncs):

@@ -13,6 +13,9 @@
 #include "exec/target_page.h"
 #include "system/cpu-timers.h"
 #include "system/hostmem.h"
+#include "exec/ramblock.h"
+#include "exec/ramlist.h"
+#include "qemu/error-report.h"
 #include "hspt.h"
 #include "hspt-internal.h"
 
@@ -27,6 +30,31 @@ static const char *const hspt_organisation_names[] = {
     [HSPT_SPT_SHARED] = "shared",
     [HSPT_SPT_GROUP] = "group",
     [HSPT_SPT_PRIVATE] = "private",
+};
+
+/*
+ * Guest RAM that no shadow page can map stays on softmmu, and the direct
+ * path pays a signal for each first touch of a page there before its
+ * code moves to softmmu: say so, once per memory backend. ROMs, flash
+ * and device memory stay on softmmu silently.
+ */
+static void hspt_ram_block_added(RAMBlockNotifier *n, void *host,
+                                 size_t size, size_t max_size)
+{
+    ram_addr_t offset;
+    RAMBlock *rb = qemu_ram_block_from_host(host, false, &offset);
+    Object *backend = rb ? object_dynamic_cast(memory_region_owner(rb->mr),
+                                               TYPE_MEMORY_BACKEND) : NULL;
+    const char *why = backend ? hspt_ram_block_unmappable(rb) : NULL;
+
+    if (why) {
+        warn_report("hspt: memory backend '%s' stays on softmmu: %s",
+                    object_get_canonical_path_component(backend), why);
+    }
+}
+
+static RAMBlockNotifier hspt_ram_notifier = {
+    .ram_block_added = hspt_ram_block_added,
 };
 
 static bool hspt_get_enabled(Object *obj, Error **errp)
@@ -177,6 +205,7 @@ int hspt_init_machine(MachineState *ms, Error **errp)
      * explicit share=off still wins; that RAM then stays on softmmu.
      */
     object_register_sugar_prop(TYPE_MEMORY_BACKEND, "share", "on", false);
+    ram_block_notifier_add(&hspt_ram_notifier);
     if (!hspt_region_init(ms->smp.max_cpus, HSPT_SHADOW_IDX_MASK,
                            hspt_spaces_per_cpu(), errp)) {
         return -EINVAL;

@@ -217,5 +217,6 @@ extern HsptStats hspt_stats;
 
 bool hspt_region_init(unsigned max_cpus, uint16_t idx_mask, unsigned nspaces,
                       Error **errp);
+const char *hspt_ram_block_unmappable(RAMBlock *rb);
 
 #endif

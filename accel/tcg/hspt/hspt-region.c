@@ -1617,6 +1617,21 @@ void hspt_note_unmappable(CPUState *cpu, int mmu_idx, uint64_t va)
     qatomic_inc(&hspt_stats.unmappable);
 }
 
+/*
+ * Why no shadow page can map RAM block RB, or NULL if they can: a shadow
+ * page is a host page of the block's file, mapped shared.
+ */
+const char *hspt_ram_block_unmappable(RAMBlock *rb)
+{
+    if (rb->fd < 0 || !qemu_ram_is_shared(rb)) {
+        return "it is not shared (share=on lets shadow pages map it)";
+    }
+    if (rb->page_size != qemu_real_host_page_size()) {
+        return "its pages are larger than the host's";
+    }
+    return NULL;
+}
+
 /* The global bits only mean something for mapped pages. */
 static void hspt_slot_set_global(HsptSlot *slot, uint32_t va_pfn,
                                  size_t npages, bool global)
@@ -1660,8 +1675,7 @@ HsptMapResult hspt_map_locked(CPUState *cpu, int mmu_idx, uint64_t va,
         return HSPT_MAP_REFUSED;
     }
     rb = qemu_ram_block_from_host(host, false, &offset);
-    if (!rb || rb->fd < 0 || !qemu_ram_is_shared(rb) ||
-        rb->page_size != qemu_real_host_page_size() ||
+    if (!rb || hspt_ram_block_unmappable(rb) ||
         offset + npages * psize > rb->used_length ||
         ((rb->offset + offset) >> bits) + npages > UINT32_MAX) {
         return HSPT_MAP_REFUSED;
