@@ -829,14 +829,14 @@ def wait_for_text(path, text, alive, deadline):
     return False
 
 
-def start_qemu(cmd, log, env=None):
+def start_qemu(cmd, log, env=None, stdin=subprocess.DEVNULL):
     """Start QEMU command CMD with its output (the serial console) written
-    to the file LOG after the command line, and ENV added."""
+    to the file LOG after the command line, ENV added and STDIN."""
     with open(log, "w") as f:
         f.write("$ " + " ".join(cmd) + "\n")
         f.flush()
         return subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL,
+                                stdin=stdin,
                                 env=dict(os.environ, **(env or {})))
 
 
@@ -1156,17 +1156,18 @@ def check_backend_share(t, exp):
               % (warned, fills, log))
 
 
-def migrate_while_running(sock, uri, deadline, syncs):
+def migrate_while_running(sock, uri, deadline, syncs, hold=0.0):
     """Migrate the running guest behind the HMP socket SOCK to the
     destination listening at URI and hold the switch-over back until the
-    source has synced its dirty bitmap SYNCS times: the guest keeps
-    writing while pages are sent. Returns (the final migration status,
-    the dirty sync count)."""
+    source has synced its dirty bitmap SYNCS times and HOLD seconds have
+    passed: the guest keeps writing while pages are sent. Returns (the
+    final migration status, the dirty sync count)."""
     # With a 1 ms downtime limit precopy cannot converge while the guest
     # writes; then a generous one lets it switch over at the next sync.
     hmp_command(sock, "migrate_set_parameter downtime-limit 1")
     hmp_command(sock, "migrate -d " + uri)
     status, count, forced = "", 0, False
+    hold_until = time.monotonic() + hold
     while time.monotonic() <= deadline:
         info = hmp_command(sock, "info migrate")
         m = re.search(r"^Migration status: (\S+)", info, re.M)
@@ -1174,11 +1175,57 @@ def migrate_while_running(sock, uri, deadline, syncs):
         count = first_int(r"^dirty sync count: (\d+)", info, count)
         if status in ("completed", "failed", "cancelled"):
             break
-        if count >= syncs and not forced:
+        if count >= syncs and time.monotonic() >= hold_until and not forced:
             hmp_command(sock, "migrate_set_parameter downtime-limit 60000")
             forced = True
         time.sleep(0.05)
     return status, count
+
+
+def migrate_live(src_cmd, dst_cmd, logs, ready, hold=0.0,
+                 dst_stdin=subprocess.DEVNULL):
+    """Start QEMU command DST_CMD waiting for a migration, then SRC_CMD,
+    consoles in LOGS[1] and LOGS[0]; once the source's console
+    shows READY, migrate it live while its guest runs, holding the
+    switch-over back for 4 dirty-bitmap syncs and HOLD seconds. Returns
+    the destination (still running; standard input DST_STDIN) and a dict:
+    the migration's status, its dirty syncs, the source's shadow pages
+    write-protected meanwhile, and what went wrong with the monitor."""
+    import tempfile
+
+    tmp = tempfile.mkdtemp(prefix="hspt-check-")
+    uri = "unix:" + os.path.join(tmp, "migrate.sock")
+    hmp = os.path.join(tmp, "hmp.sock")
+    dst = start_qemu(dst_cmd + ["-incoming", uri], logs[1], stdin=dst_stdin)
+    # The destination listens before the source may connect.
+    while not os.path.exists(uri[len("unix:"):]) and dst.poll() is None:
+        time.sleep(0.05)
+    src = start_qemu(src_cmd + ["-monitor", "unix:%s,server=on,wait=off"
+                                % hmp], logs[0])
+    out = {"status": "", "syncs": 0, "protects": 0, "error": ""}
+    sock = None
+    try:
+        deadline = time.monotonic() + 600
+        sock = hmp_connect(hmp, lambda: src.poll() is None, deadline, 60)
+        if not sock:
+            raise OSError("no monitor socket")
+        if not wait_for_text(logs[0], ready, lambda: src.poll() is None,
+                             deadline):
+            raise OSError("the source never printed %r" % ready)
+        before = first_int(r"^write-protects: (\d+)",
+                           hmp_command(sock, "info hspt"))
+        out["status"], out["syncs"] = migrate_while_running(
+            sock, uri, deadline, syncs=4, hold=hold)
+        out["protects"] = first_int(r"^write-protects: (\d+)",
+                                    hmp_command(sock, "info hspt")) - before
+        hmp_command(sock, "quit")
+    except (OSError, ValueError) as e:
+        out["error"] = "monitor: %s; " % e
+    finally:
+        if sock:
+            sock.close()
+        stop_qemu(src)
+    return dst, out
 
 
 def check_live_migration(t, exp, kernel, smp, dst_hspt):
@@ -1194,55 +1241,22 @@ def check_live_migration(t, exp, kernel, smp, dst_hspt):
     destination (hspt=on if DST_HSPT, else off: the stream must not
     depend on it) finishes them. Every workload's checksum must match,
     and the source's shadow must have been write-protected meanwhile."""
-    import tempfile
-
     label = "%s smp%d migrated from hspt=on to hspt=%s" % (
         kernel, smp, "on" if dst_hspt else "off")
     name = ("state: %s: switch-over while the workloads ran, the shadow "
             "write-protected for the dirty log" % label)
-    tmp = tempfile.mkdtemp(prefix="hspt-check-")
-    uri = "unix:" + os.path.join(tmp, "migrate.sock")
-    hmp = os.path.join(tmp, "hmp.sock")
     logs = [os.path.join(LOGDIR, "state-migrate-%s-smp%d-%s.log"
                          % (kernel, smp, side)) for side in ("src", "dst")]
     workloads = MIGRATION_WORKLOADS
     accel = ["-accel", "tcg,hspt=on"]
-    dst_cmd = hsptguest.qemu_cmdline(
-        kernel, workloads, smp=smp,
-        extra_args=(accel if dst_hspt else []) + ["-incoming", uri])
-    src_cmd = hsptguest.qemu_cmdline(
-        kernel, workloads, smp=smp, extra_args=accel +
-        ["-monitor", "unix:%s,server=on,wait=off" % hmp])
-    dst = start_qemu(dst_cmd, logs[1])
-    # The destination listens before the source may connect.
-    while not os.path.exists(uri[len("unix:"):]) and dst.poll() is None:
-        time.sleep(0.05)
-    src = start_qemu(src_cmd, logs[0])
-    status, syncs, protects, error = "", 0, 0, ""
-    sock = None
     start = time.monotonic()
-    try:
-        deadline = start + 600
-        sock = hmp_connect(hmp, lambda: src.poll() is None, deadline, 60)
-        if not sock:
-            raise OSError("no monitor socket")
-        if not wait_for_text(logs[0], "HSPT-BOOT", lambda: src.poll() is None,
-                             deadline):
-            raise OSError("the source did not boot")
-        before = first_int(r"^write-protects: (\d+)",
-                           hmp_command(sock, "info hspt"))
-        status, syncs = migrate_while_running(sock, uri, deadline, syncs=4)
-        protects = first_int(r"^write-protects: (\d+)",
-                             hmp_command(sock, "info hspt")) - before
-        hmp_command(sock, "quit")
-    except (OSError, ValueError) as e:
-        error = "monitor: %s; " % e
-    finally:
-        if sock:
-            sock.close()
-        stop_qemu(src)
+    dst, mig = migrate_live(
+        hsptguest.qemu_cmdline(kernel, workloads, smp=smp, extra_args=accel),
+        hsptguest.qemu_cmdline(kernel, workloads, smp=smp,
+                               extra_args=accel if dst_hspt else []),
+        logs, "HSPT-BOOT")
     # A destination with stale memory tends to hang: do not wait long.
-    rc = stop_qemu(dst, timeout=240 if status == "completed" else 5)
+    rc = stop_qemu(dst, timeout=240 if mig["status"] == "completed" else 5)
     # The serial console goes on at the destination where the source
     # stopped; the first lines of each log are the command lines.
     console = hsptguest.ConsoleParser(start)
@@ -1257,13 +1271,60 @@ def check_live_migration(t, exp, kernel, smp, dst_hspt):
     with open(logs[1], errors="replace") as f:
         finished_at_dst = "HSPT-RESULT" in f.read()
     check_boot(t, label, res, workloads, exp, stage="state")
-    t.add(not error and status == "completed" and syncs >= 4 and
-          protects > 0 and finished_at_dst, name,
-          "%smigration %s after %d dirty syncs, %d shadow pages "
+    t.add(not mig["error"] and mig["status"] == "completed" and
+          mig["syncs"] >= 4 and mig["protects"] > 0 and finished_at_dst,
+          name, "%smigration %s after %d dirty syncs, %d shadow pages "
           "write-protected meanwhile, workloads finished at the "
           "destination: %s; see %s"
-          % (error, status or "not started", syncs, protects,
-             finished_at_dst, " and ".join(logs)))
+          % (mig["error"], mig["status"] or "not started", mig["syncs"],
+             mig["protects"], finished_at_dst, " and ".join(logs)))
+
+
+def check_migration_bare(t):
+    """Live migration loses no store, checked by the guest itself.
+
+    migrate-test (bare metal) stores a counter into a few pages in every
+    round and first checks that they hold the last one; nothing ever
+    flushes their translations. It is migrated from hspt=on to hspt=on
+    after one second and 4 dirty syncs, then told through its console to
+    stop: a page whose store the dirty log missed lags behind the counter
+    at the destination. Also from hspt=off to hspt=off, the reference."""
+    elf = build_bare_elf("migrate-test", "migrate-test")
+    if not elf:
+        t.add(False, "state: build migrate-test",
+              "see build/check/bare-build-migrate-test.log")
+        return
+    for label, accel in BARE_CONFIGS[:2]:
+        name = ("state: migrate-test, %s to %s: no store lost"
+                % (label, label))
+        logs = [os.path.join(LOGDIR, "state-migrate-bare-%s-%s.log"
+                             % (label.replace("=", "-"), side))
+                for side in ("src", "dst")]
+        cmd = [hsptguest.QEMU_SYSTEM, "-M", "virt", "-cpu", "max",
+               "-display", "none", "-monitor", "none", "-serial", "stdio",
+               "-kernel", elf] + accel
+        dst, mig = migrate_live(cmd, cmd, logs, "MIGRATE READY", hold=1.0,
+                                dst_stdin=subprocess.PIPE)
+        try:
+            if mig["status"] == "completed":
+                time.sleep(0.5)
+                dst.stdin.write(b"q")
+            dst.stdin.close()
+        except OSError:
+            pass                # it stopped by itself: a FAIL line says why
+        rc = stop_qemu(dst, timeout=60 if mig["status"] == "completed"
+                       else 5)
+        with open(logs[1], errors="replace") as f:
+            out = f.read()
+        t.add(not mig["error"] and mig["status"] == "completed" and
+              rc == 0 and "MIGRATE OK" in out and "FAIL" not in out and
+              (mig["protects"] > 0 or not accel), name,
+              "%smigration %s, %d shadow pages write-protected, rc=%d: %s; "
+              "see %s" % (mig["error"], mig["status"] or "not started",
+                          mig["protects"], rc,
+                          " | ".join(line for line in out.splitlines()
+                                     if "FAIL" in line or "MIGRATE" in line),
+                          " and ".join(logs)))
 
 
 class GdbRemote:
@@ -1555,6 +1616,7 @@ def check_snapshot_reload(t, exp, kernel, smp):
 def stage_state(t):
     exp = load_expected()
     check_gdb_watchpoints(t)
+    check_migration_bare(t)
     # MTTCG on the DACR-switching kernel: dirty-log resets reach two
     # vCPUs, each with a space per DACR value of every process.
     for kernel, smp, dst_hspt in (("lpae-6.1", 1, True),
