@@ -22,20 +22,6 @@
 volatile uint32_t watched __attribute__((aligned(4096)));
 volatile uint32_t stop_flag __attribute__((aligned(4096)));
 
-void data_abort(uint32_t dfsr, uint32_t dfar);
-void data_abort(uint32_t dfsr, uint32_t dfar)
-{
-    put_failure("data abort", "DFSR", dfsr, "DFAR", dfar);
-    power_off();
-}
-
-void unexpected_exception(uint32_t lr, uint32_t cpsr);
-void unexpected_exception(uint32_t lr, uint32_t cpsr)
-{
-    put_failure("unexpected exception", "lr", lr, "cpsr", cpsr);
-    power_off();
-}
-
 void cpu_main(uint32_t cpu);
 void cpu_main(uint32_t cpu)
 {
