@@ -27,8 +27,6 @@
 
 #include <sys/auxv.h>
 #include <sys/mman.h>
-#include <sys/syscall.h>
-#include <asm/prctl.h>
 
 #ifndef HWCAP2_FSGSBASE
 #define HWCAP2_FSGSBASE (1 << 1)
@@ -70,7 +68,10 @@ static unsigned hspt_nspaces_all;
 static int64_t hspt_nursery_ns;
 static uint64_t hspt_vma_budget;
 static struct sigaction hspt_prev_segv;
-static bool hspt_have_wrgsbase;
+bool hspt_base_in_gs;
+/* Without wrgsbase: the current space's slot bases, for generated code. */
+static __thread uintptr_t hspt_tls_slot_base[HSPT_MAX_SLOTS];
+intptr_t hspt_tls_slot_base_ofs;
 
 /*
  * Protects every space's bookkeeping and the reverse map. Taken inside
@@ -212,21 +213,34 @@ static HsptSpace *hspt_lru_space(HsptCPU *hc, bool set_up)
     return lru ? lru : hc->cur;
 }
 
+/* The %fs base: glibc's thread control block starts with a pointer to it. */
+static uintptr_t hspt_fs_base(void)
+{
+    uintptr_t base;
+
+    asm("mov %%fs:0, %0" : "=r"(base));
+    return base;
+}
+
+/* Make BASE the space that this thread's generated code accesses. */
 static void hspt_set_gs(void *base)
 {
-    static __thread void *gs_base;
+    static __thread void *cur_base;
 
-    if (gs_base == base) {
+    if (cur_base == base) {
         return;
     }
-    if (hspt_have_wrgsbase) {
+    if (hspt_base_in_gs) {
         asm volatile("wrgsbase %0" : : "r"(base) : "memory");
-    } else if (syscall(SYS_arch_prctl, ARCH_SET_GS, base) != 0) {
-        error_report("hspt: arch_prctl(ARCH_SET_GS) failed: %s",
-                     strerror(errno));
-        abort();
+    } else {
+        /* Generated code assumes the offset every thread has. */
+        assert((uintptr_t)hspt_tls_slot_base - hspt_fs_base() ==
+               hspt_tls_slot_base_ofs);
+        for (unsigned s = 0; s < HSPT_MAX_SLOTS; s++) {
+            hspt_tls_slot_base[s] = (uintptr_t)base + s * HSPT_SLOT_SIZE;
+        }
     }
-    gs_base = base;
+    cur_base = base;
 }
 
 /* ADDR lies in HC's reservation (any of its spaces, or the dead one). */
@@ -2354,25 +2368,6 @@ static void hspt_dump_stats(void)
     fprintf(stderr, "%s", buf->str);
 }
 
-/*
- * Without wrgsbase every switch of space sets %gs with arch_prctl(), which
- * must not fail then (hspt_set_gs() aborts rather than run generated code
- * against the wrong space): try it once at startup, on this thread's own
- * base, so that a host that forbids it (a seccomp filter) refuses hspt=on.
- */
-static bool hspt_arch_prctl_works(Error **errp)
-{
-    unsigned long gs = 0;
-
-    if (syscall(SYS_arch_prctl, ARCH_GET_GS, &gs) != 0 ||
-        syscall(SYS_arch_prctl, ARCH_SET_GS, gs) != 0) {
-        error_setg_errno(errp, errno, "hspt=on needs arch_prctl(ARCH_SET_GS) "
-                         "on a host without wrgsbase");
-        return false;
-    }
-    return true;
-}
-
 bool hspt_region_init(unsigned max_cpus, uint16_t idx_mask, unsigned nspaces,
                       Error **errp)
 {
@@ -2389,8 +2384,12 @@ bool hspt_region_init(unsigned max_cpus, uint16_t idx_mask, unsigned nspaces,
 
     qemu_mutex_init(&hspt_lock);
     hspt_sites_init();
-    hspt_have_wrgsbase = getauxval(AT_HWCAP2) & HWCAP2_FSGSBASE;
-    if (!hspt_have_wrgsbase && !hspt_arch_prctl_works(errp)) {
+    hspt_base_in_gs = getauxval(AT_HWCAP2) & HWCAP2_FSGSBASE;
+    hspt_tls_slot_base_ofs = (uintptr_t)hspt_tls_slot_base - hspt_fs_base();
+    if (!hspt_base_in_gs &&
+        hspt_tls_slot_base_ofs != (int32_t)hspt_tls_slot_base_ofs) {
+        error_setg(errp, "hspt=on: thread-local storage out of reach of "
+                   "generated code on a host without wrgsbase");
         return false;
     }
     hspt_max_cpus = max_cpus;

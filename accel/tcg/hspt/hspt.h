@@ -81,11 +81,20 @@ int hspt_init_machine(MachineState *ms, Error **errp);
  * mmu_idx k starts HSPT_SLOT_SIZE * slot(k) bytes into it, and host
  * address = slot base + zero-extended 32-bit guest VA. The 4 GiB after
  * each region's 4 GiB stay PROT_NONE and catch accesses that wrap past
- * 0xffffffff. Generated code reaches the reservation through %gs.
+ * 0xffffffff. Generated code reaches the current space through %gs,
+ * whose base the vCPU thread sets with wrgsbase; on hosts without it (no
+ * FSGSBASE, or Linux before 5.9) an arch_prctl() per switch of space
+ * would cost a system call, so each access loads its slot's base from
+ * hspt_tls_slot_base, a thread-local array at hspt_tls_slot_base_ofs
+ * from the %fs base, instead.
  */
 #define HSPT_SLOT_SHIFT 33
 #define HSPT_SLOT_SIZE  (1ull << HSPT_SLOT_SHIFT)
 #define HSPT_MAX_SLOTS  4
+
+/* How generated code finds the current space; constant for the process. */
+extern bool hspt_base_in_gs;
+extern intptr_t hspt_tls_slot_base_ofs;
 
 /* True once hspt=on has been validated; constant for the process. */
 extern bool hspt_enabled;

@@ -16,7 +16,7 @@
  *   /proc/sys/vm/max_map_count returns TEXT (the VMA budget).
  * HSPT_NO_FSGSBASE=1: getauxval(AT_HWCAP2) leaves out HWCAP2_FSGSBASE, as
  *   on a host kernel without wrgsbase for user space (before Linux 5.9),
- *   so the %gs base is set with arch_prctl().
+ *   so generated code loads the slot bases from thread-local storage.
  * HSPT_FAIL_ARCH_PRCTL=1: syscall(SYS_arch_prctl, ARCH_SET_GS, ...) fails
  *   with EPERM (as under a seccomp filter that denies it).
  *
