@@ -270,14 +270,16 @@ def stage_tcg(t):
 
 
 BAREMETAL = os.path.join(hsptguest.REPO, "tests", "hspt", "baremetal")
-# The last configuration keeps every context but the first in the nursery
-# for the whole test.
+# hspt-nursery=1000000 keeps every context but the first in the nursery
+# for the whole test; thread=single runs all vCPUs on one thread, which
+# must point generated code at each vCPU's space as it takes turns.
 BARE_CONFIGS = [
     ("hspt=off", []),
     ("hspt=on", ["-accel", "tcg,hspt=on"]),
     ("hspt-spt=private", ["-accel", "tcg,hspt=on,hspt-spt=private"]),
     ("hspt-spt=shared", ["-accel", "tcg,hspt=on,hspt-spt=shared"]),
     ("hspt-nursery=1000000", ["-accel", "tcg,hspt=on,hspt-nursery=1000000"]),
+    ("thread=single", ["-accel", "tcg,hspt=on,thread=single"]),
 ]
 
 
