@@ -75,7 +75,7 @@ typedef struct HsptSlot {
  * the guest context whose translations it holds.
  */
 typedef struct HsptSpace {
-    uint8_t *base;              /* %gs base while this space is current */
+    uint8_t *base;              /* code base while this space is current */
     HsptSlot slot[HSPT_MAX_SLOTS];
     HsptContextKey key;
     bool keyed;                 /* false: key unknown, never matched */
@@ -136,8 +136,9 @@ typedef struct HsptCPU {
     HsptSpace *last_grown;      /* the last current space but the nursery */
     /*
      * Never mapped. Set when an unmap failed and left a stale shadow page
-     * behind: %gs points here from then on, so that every direct access
-     * faults into the softmmu slow path, and nothing is mapped again.
+     * behind: generated code points here from then on, so that every
+     * direct access faults into the softmmu slow path, and nothing is
+     * mapped again.
      */
     uint8_t *dead;
     bool given_up;

@@ -223,7 +223,7 @@ static uintptr_t hspt_fs_base(void)
 }
 
 /* Make BASE the space that this thread's generated code accesses. */
-static void hspt_set_gs(void *base)
+static void hspt_set_code_base(void *base)
 {
     static __thread void *cur_base;
 
@@ -261,7 +261,7 @@ static HsptCPU *hspt_cpu_of_addr(const void *addr)
 }
 
 /* Where the vCPU's generated code finds its shadow (see HsptCPU.dead). */
-static uint8_t *hspt_gs_base(HsptCPU *hc)
+static uint8_t *hspt_code_base(HsptCPU *hc)
 {
     return qatomic_read(&hc->given_up) ? hc->dead : hc->cur->base;
 }
@@ -270,12 +270,12 @@ static uint8_t *hspt_gs_base(HsptCPU *hc)
  * Point the vCPU's generated code at its shadow, on its own thread; a
  * vCPU that gave up looks up softmmu-only blocks from then on.
  */
-static void hspt_cpu_load_gs(CPUState *cpu, HsptCPU *hc)
+static void hspt_cpu_load_code_base(CPUState *cpu, HsptCPU *hc)
 {
     if (qatomic_read(&hc->given_up)) {
         cpu->tcg_cflags |= CF_HSPT_SOFTMMU;
     }
-    hspt_set_gs(hspt_gs_base(hc));
+    hspt_set_code_base(hspt_code_base(hc));
 }
 
 /*
@@ -296,7 +296,7 @@ static void hspt_cpu_give_up(HsptCPU *hc, int err)
                     "it continues on softmmu", hc - hspt_cpus, strerror(err));
     }
     if (cpu && qemu_cpu_is_self(cpu)) {
-        hspt_cpu_load_gs(cpu, hc);
+        hspt_cpu_load_code_base(cpu, hc);
     } else if (cpu) {
         cpu_exit(cpu);
     }
@@ -399,9 +399,10 @@ void hspt_cpu_destroy(CPUState *cpu)
 }
 
 /*
- * Generated code addresses the current space through %gs. Only this
- * thread's base changes; it is re-set when a (round-robin) thread
- * switches to another vCPU or the vCPU to another space.
+ * Generated code addresses the current space through %gs or the
+ * thread-local slot bases. Only this thread's base changes; it is re-set
+ * when a (round-robin) thread switches to another vCPU or the vCPU to
+ * another space.
  */
 void hspt_cpu_exec_enter(CPUState *cpu)
 {
@@ -409,7 +410,7 @@ void hspt_cpu_exec_enter(CPUState *cpu)
     HsptCPU *hc = hspt_cpu(cpu);
 
     g_assert(hc->n_reval == 0);
-    hspt_cpu_load_gs(cpu, hc);
+    hspt_cpu_load_code_base(cpu, hc);
 }
 
 /*
@@ -2093,7 +2094,7 @@ static void hspt_context_switch_to(CPUState *cpu, const HsptContextKey *key,
     trace_hspt_context_switch(cpu->cpu_index, next - hc->spaces, hit,
                               reassigned);
     qemu_mutex_unlock(&hspt_lock);
-    hspt_set_gs(hspt_gs_base(hc));
+    hspt_set_code_base(hspt_code_base(hc));
     hspt_revalidate_queued(cpu);
 }
 
@@ -2141,7 +2142,7 @@ static void hspt_note_fault(CPUState *cpu, const void *addr, bool store,
                             const TranslationBlock *tb)
 {
     HsptCPU *hc = hspt_cpu(cpu);
-    uint8_t *base = hspt_gs_base(hc);
+    uint8_t *base = hspt_code_base(hc);
     uint64_t offset = (const uint8_t *)addr - base;
     unsigned slot = offset >> HSPT_SLOT_SHIFT;
 
