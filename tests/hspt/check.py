@@ -1123,10 +1123,6 @@ def check_vma_budget(t, exp):
           % (budget, evictions, log))
 
 
-MIGRATION_WORKLOADS = ["seqrw", "cow", "chase", "mmapchurn", "pagecache",
-                       "xz", "sqlite", "shpipe"]
-
-
 def check_backend_share(t, exp):
     """Guest RAM from a memory backend with share=off, which no shadow page
     can map, stays on softmmu: QEMU warns, maps nothing and gives the
@@ -1152,6 +1148,10 @@ def check_backend_share(t, exp):
                                  if share == "off" else "mapped, no warning"),
               "%d warnings, %d fills; see build/check/%s"
               % (warned, fills, log))
+
+
+MIGRATION_WORKLOADS = ["seqrw", "cow", "chase", "mmapchurn", "pagecache",
+                       "xz", "sqlite", "shpipe"]
 
 
 def migrate_while_running(sock, uri, deadline, syncs, hold=0.0):
@@ -1257,13 +1257,13 @@ def check_live_migration(t, exp, kernel, smp, dst_hspt):
     rc = stop_qemu(dst, timeout=240 if mig["status"] == "completed" else 5)
     # The serial console goes on at the destination where the source
     # stopped; the first lines of each log are the command lines.
-    console = hsptguest.ConsoleParser(start)
+    # A line may begin at the source and end at the destination.
     text = ""
     for path in logs:
         with open(path, errors="replace") as f:
             text += f.read().split("\n", 1)[1]
-    for line in text.split("\n"):
-        console.feed(line.rstrip("\r"))
+    console = hsptguest.ConsoleParser(start)
+    console.feed_text(text)
     res = console.result("" if rc == 0 else "destination QEMU exited "
                          "with status %d" % rc, time.monotonic() - start)
     with open(logs[1], errors="replace") as f:
@@ -1601,8 +1601,7 @@ def check_snapshot_reload(t, exp, kernel, smp):
     if offsets:
         text = text[:offsets[0]] + text[offsets[1]:]
     console = hsptguest.ConsoleParser(start)
-    for line in text.decode("utf-8", "replace").split("\n")[1:]:
-        console.feed(line.rstrip("\r"))
+    console.feed_text(text.decode("utf-8", "replace").split("\n", 1)[1])
     res = console.result("" if rc == 0 else "QEMU exited with status %d" % rc,
                          time.monotonic() - start)
     check_boot(t, label, res, workloads, exp, stage="state")

@@ -106,6 +106,11 @@ class ConsoleParser:
         if line.startswith("HSPT-DONE"):
             self.done = True
 
+    def feed_text(self, text):
+        """Feed every line of TEXT (a console captured whole)."""
+        for line in text.split("\n"):
+            self.feed(line.rstrip("\r"))
+
     def result(self, error, wall):
         """The BootResult; ERROR: QEMU's failure, if any."""
         if not error and not self.done:
