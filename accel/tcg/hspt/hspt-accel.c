@@ -57,6 +57,21 @@ static RAMBlockNotifier hspt_ram_notifier = {
     .ram_block_added = hspt_ram_block_added,
 };
 
+/*
+ * The machine's RAM cannot be mapped by shadow pages (a share=off or
+ * huge-page backend): then the direct path would only cost a signal at
+ * each first touch of a page until its code moved to softmmu (441 716
+ * signals in four test-size workloads), and the vCPUs had better run
+ * softmmu-only code from the start.
+ */
+bool hspt_guest_ram_unmappable(void)
+{
+    MachineState *ms = current_machine;
+
+    return ms && ms->ram && ms->ram->ram_block &&
+           hspt_ram_block_unmappable(ms->ram->ram_block);
+}
+
 static bool hspt_get_enabled(Object *obj, Error **errp)
 {
     return hspt_config.enabled;

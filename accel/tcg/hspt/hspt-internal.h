@@ -141,6 +141,7 @@ typedef struct HsptCPU {
      * mapped again.
      */
     uint8_t *dead;
+    /* on softmmu for good: an unmap failed, or no guest RAM is mappable */
     bool given_up;
     uint64_t clock;
     bool in_context_switch;     /* the running tlb_flush is a switch */
@@ -219,5 +220,6 @@ extern HsptStats hspt_stats;
 bool hspt_region_init(unsigned max_cpus, uint16_t idx_mask, unsigned nspaces,
                       Error **errp);
 const char *hspt_ram_block_unmappable(RAMBlock *rb);
+bool hspt_guest_ram_unmappable(void);
 
 #endif

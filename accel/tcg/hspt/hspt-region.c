@@ -353,6 +353,11 @@ void hspt_cpu_init(CPUState *cpu)
                      cpu->cpu_index);
         exit(1);
     }
+    if (hspt_guest_ram_unmappable()) {
+        warn_report_once("hspt: the guest RAM cannot be shadow-mapped; "
+                         "the vCPUs run on softmmu");
+        qatomic_set(&hc->given_up, true);
+    }
     if (hspt_nspaces_all > hspt_nspaces) {
         hc->nursery = &hc->spaces[hspt_nspaces];
         if (!hspt_space_alloc(hc->nursery)) {
