@@ -54,6 +54,11 @@
  * after one signal each (3800 in one boot of the guest kit).
  */
 #define HSPT_HOT_EPOCH_NS (100 * SCALE_MS)
+/*
+ * Fills of up to this many pages (a small page, a 64 KiB large page) fill
+ * the host's page-table entries in the mmap call (MAP_POPULATE).
+ */
+#define HSPT_POPULATE_MAX_PAGES 16
 bool hspt_enabled;
 int8_t hspt_slot_of_idx[16] = { [0 ... 15] = -1 };
 static int8_t hspt_idx_of_slot[HSPT_MAX_SLOTS];
@@ -1763,7 +1768,17 @@ HsptMapResult hspt_map_locked(CPUState *cpu, int mmu_idx, uint64_t va,
     } else if (rights_only) {
         failed = mprotect(addr, npages * psize, prot) < 0;
     } else {
-        failed = mmap(addr, npages * psize, prot, MAP_SHARED | MAP_FIXED,
+        /*
+         * The access that asked for the page comes right after: have the
+         * host kernel fill its page-table entries now rather than in a
+         * page fault of its own (seqrw: 6 % faster on a host where a
+         * kernel entry costs some 4 us). Not for a large page mapped
+         * whole, most of which may never be touched.
+         */
+        int populate = npages <= HSPT_POPULATE_MAX_PAGES ? MAP_POPULATE : 0;
+
+        failed = mmap(addr, npages * psize, prot,
+                      MAP_SHARED | MAP_FIXED | populate,
                       rb->fd, rb->fd_offset + offset) == MAP_FAILED;
     }
     if (failed) {
