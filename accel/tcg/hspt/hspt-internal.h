@@ -178,6 +178,7 @@ typedef struct HsptCPU {
 typedef struct HsptStats {
     uint64_t fills;
     uint64_t large_fills;
+    uint64_t run_fills;         /* fills of several pages, not whole */
     uint64_t vmas;
     uint64_t signals;
     uint64_t page_flushes;

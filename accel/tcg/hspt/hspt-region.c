@@ -55,8 +55,9 @@
  */
 #define HSPT_HOT_EPOCH_NS (100 * SCALE_MS)
 /*
- * Fills of up to this many pages (a small page, a 64 KiB large page) fill
- * the host's page-table entries in the mmap call (MAP_POPULATE).
+ * Fills of up to this many pages (a small page, a 64 KiB large page, a run
+ * of pages around clean ones) that an access will touch fill the host's
+ * page-table entries in the mmap call (MAP_POPULATE).
  */
 #define HSPT_POPULATE_MAX_PAGES 16
 bool hspt_enabled;
@@ -1536,10 +1537,11 @@ static bool hspt_slot_maps(HsptSlot *slot, uint32_t va_pfn, uint32_t rp,
  * every softmmu miss of the kernel's linear map.
  */
 static bool hspt_slot_maps_cached(HsptSlot *slot, uint32_t va_pfn,
-                                  uint32_t rp, size_t npages, bool writable)
+                                  uint32_t rp, size_t npages, bool writable,
+                                  bool whole)
 {
-    if (npages == 1) {
-        return hspt_slot_maps(slot, va_pfn, rp, 1, writable);
+    if (!whole) {
+        return hspt_slot_maps(slot, va_pfn, rp, npages, writable);
     }
     if (hspt_whole_maps(&slot->whole, va_pfn, npages, rp, writable)) {
         return true;
@@ -1670,7 +1672,7 @@ static void hspt_slot_set_global(HsptSlot *slot, uint32_t va_pfn,
 
 HsptMapResult hspt_map_locked(CPUState *cpu, int mmu_idx, uint64_t va,
                               void *host, size_t npages, bool writable,
-                              bool global, int lg_page_size)
+                              bool global, int lg_page_size, bool populate)
 {
     size_t psize = qemu_target_page_size();
     unsigned bits = qemu_target_page_bits();
@@ -1687,6 +1689,13 @@ HsptMapResult hspt_map_locked(CPUState *cpu, int mmu_idx, uint64_t va,
     bool failed, rights_only;
     unsigned vmas = 2, runs, unparked;
     int prot = PROT_READ | (writable ? PROT_WRITE : 0);
+    /*
+     * A large guest page mapped whole is one unit for the block caches and
+     * revalidation; a run of its pages (hspt_dirty_run()) is not: its
+     * pages are revalidated one by one, as if filled alone.
+     */
+    bool whole = npages > 1 && lg_page_size > bits &&
+                 npages == (size_t)1 << (lg_page_size - bits);
 
     if (s < 0) {
         return HSPT_MAP_REFUSED;
@@ -1720,12 +1729,12 @@ HsptMapResult hspt_map_locked(CPUState *cpu, int mmu_idx, uint64_t va,
      * TBs, unaligned or page-crossing accesses, helpers) mostly find the
      * page mapped already: skip the syscall.
      */
-    if (hspt_slot_maps_cached(slot, va_pfn, rp, npages, writable)) {
+    if (hspt_slot_maps_cached(slot, va_pfn, rp, npages, writable, whole)) {
         hspt_slot_set_global(slot, va_pfn, npages, global);
         if (lg_page_size > bits) {
             hspt_lp_add(&slot->lp, va, lg_page_size);
         }
-        if (npages > 1) {
+        if (whole) {
             hspt_slot_add_block(slot, va_pfn, npages);
         }
         ret = HSPT_MAP_ALREADY;
@@ -1769,16 +1778,20 @@ HsptMapResult hspt_map_locked(CPUState *cpu, int mmu_idx, uint64_t va,
         failed = mprotect(addr, npages * psize, prot) < 0;
     } else {
         /*
-         * The access that asked for the page comes right after: have the
-         * host kernel fill its page-table entries now rather than in a
-         * page fault of its own (seqrw: 6 % faster on a host where a
-         * kernel entry costs some 4 us). Not for a large page mapped
-         * whole, most of which may never be touched.
+         * When an access to the page follows, have the host kernel fill
+         * its page-table entries now rather than in a page fault of its
+         * own (seqrw: 6 % faster on a host where a kernel entry costs some
+         * 4 us). Not for pages that may stay untouched (a large page
+         * mapped whole, prefill, revalidation): unmapping a present entry
+         * costs a host TLB flush, on every CPU the process ran on (0.5.1
+         * populated every fill, and forkstorm got 1.6 times slower).
          */
-        int populate = npages <= HSPT_POPULATE_MAX_PAGES ? MAP_POPULATE : 0;
+        int flags = MAP_SHARED | MAP_FIXED;
 
-        failed = mmap(addr, npages * psize, prot,
-                      MAP_SHARED | MAP_FIXED | populate,
+        if (populate && npages <= HSPT_POPULATE_MAX_PAGES) {
+            flags |= MAP_POPULATE;
+        }
+        failed = mmap(addr, npages * psize, prot, flags,
                       rb->fd, rb->fd_offset + offset) == MAP_FAILED;
     }
     if (failed) {
@@ -1821,12 +1834,19 @@ HsptMapResult hspt_map_locked(CPUState *cpu, int mmu_idx, uint64_t va,
     if (lg_page_size > bits) {
         hspt_lp_add(&slot->lp, va, lg_page_size);
     }
-    if (npages > 1) {
+    if (whole) {
         hspt_slot_add_block(slot, va_pfn, npages);
         hspt_whole_add(&slot->whole, va_pfn, npages, rp, writable);
     }
     trace_hspt_fill(cpu->cpu_index, mmu_idx, va, npages, writable);
-    qatomic_inc(npages > 1 ? &hspt_stats.large_fills : &hspt_stats.fills);
+    if (whole) {
+        qatomic_inc(&hspt_stats.large_fills);
+    } else {
+        qatomic_add(&hspt_stats.fills, npages);
+    }
+    if (npages > 1 && !whole) {
+        qatomic_inc(&hspt_stats.run_fills);
+    }
     ret = HSPT_MAP_DONE;
 out:
     qemu_mutex_unlock(&hspt_lock);
@@ -2289,8 +2309,9 @@ void hspt_format_info(GString *buf)
         hspt_organisation_name(), hspt_nspaces, hspt_nslots,
         hspt_config.window, hspt_config.nursery_us);
     g_string_append_printf(buf,
-        "fills: %" PRIu64 " pages, %" PRIu64 " large pages or sections\n",
-        STAT(fills), STAT(large_fills));
+        "fills: %" PRIu64 " pages, %" PRIu64 " large pages or sections, %"
+        PRIu64 " runs of pages next to clean ones\n",
+        STAT(fills), STAT(large_fills), STAT(run_fills));
     g_string_append_printf(buf,
         "signals: %" PRIu64 " shadow misses redirected to the softmmu "
         "slow path\n", STAT(signals));

@@ -186,7 +186,7 @@ typedef enum HsptMapResult {
 
 HsptMapResult hspt_map_locked(CPUState *cpu, int mmu_idx, uint64_t va,
                               void *host, size_t npages, bool writable,
-                              bool global, int lg_page_size);
+                              bool global, int lg_page_size, bool populate);
 /* What the block caches know of a large guest page (hspt-region.c). */
 typedef enum HsptBlockKnown {
     HSPT_BLOCK_UNKNOWN,
