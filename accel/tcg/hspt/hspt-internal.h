@@ -143,6 +143,7 @@ typedef struct HsptCPU {
     uint8_t *dead;
     /* on softmmu for good: an unmap failed, or no guest RAM is mappable */
     bool given_up;
+    uint64_t run_end;           /* see hspt_run_end() */
     uint64_t clock;
     bool in_context_switch;     /* the running tlb_flush is a switch */
     /*

@@ -705,6 +705,16 @@ bool hspt_page_is_hot(CPUState *cpu, int mmu_idx, uint64_t va)
                               va >> qemu_target_page_bits());
 }
 
+uint64_t hspt_run_end(CPUState *cpu)
+{
+    return hspt_cpu(cpu)->run_end;
+}
+
+void hspt_set_run_end(CPUState *cpu, uint64_t page_idx)
+{
+    hspt_cpu(cpu)->run_end = page_idx;
+}
+
 /* A space gets another context: its pages start afresh. */
 static void hspt_space_forget_hot_pages(HsptSpace *sp)
 {

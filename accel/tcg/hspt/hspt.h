@@ -327,6 +327,13 @@ void hspt_tb_drop(const TranslationBlock *tb);
 void hspt_site_found_mapped(CPUState *cpu, uintptr_t ra);
 /* MMU_IDX's page at VA is hot in the current space (see hspt-region.c). */
 bool hspt_page_is_hot(CPUState *cpu, int mmu_idx, uint64_t va);
+/*
+ * Where the vCPU's last fill in a large guest page with clean pages ended:
+ * its page | mmu_idx, so that the next one can tell a stream from a
+ * random access (see hspt_dirty_run()).
+ */
+uint64_t hspt_run_end(CPUState *cpu);
+void hspt_set_run_end(CPUState *cpu, uint64_t page_idx);
 /* TB (being translated) must use the softmmu path for every access. */
 bool hspt_tb_softmmu_only(const TranslationBlock *tb);
 
