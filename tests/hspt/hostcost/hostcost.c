@@ -1,0 +1,160 @@
+/*
+ * qemu-hspt: what the host charges for the operations a shadow page costs
+ *
+ * HSPT pays for each shadow page with host system calls and faults, and
+ * their price differs from host to host by a factor of five or more (PTI
+ * without PCID, nested or shadow paging under a hypervisor). This prints
+ * the mean cost of each, over N pages of a shared memfd mapped into a
+ * reserved range the way hspt-region.c does it:
+ *
+ *   gcc -O2 -o hostcost tests/hspt/hostcost/hostcost.c && ./hostcost [N]
+ *
+ * A benchmark aid, not a test; pin it (taskset -c 1) for steadier figures.
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+#define _GNU_SOURCE
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <ucontext.h>
+#include <unistd.h>
+
+#define PAGE 4096UL
+
+static double now_ns(void)
+{
+    struct timespec t;
+
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec * 1e9 + t.tv_nsec;
+}
+
+static void report(const char *what, double start, long n)
+{
+    printf("%-48s %8.2f us\n", what, (now_ns() - start) / n / 1e3);
+}
+
+/* The faulting load below is at probe_load; resume after it. */
+extern const char probe_load[], probe_done[];
+
+static void on_segv(int sig, siginfo_t *si, void *uc_)
+{
+    ucontext_t *uc = uc_;
+
+    uc->uc_mcontext.gregs[REG_RIP] = (greg_t)(uintptr_t)probe_done;
+}
+
+static void probe(volatile char *p)
+{
+    asm volatile("probe_load: movb (%0), %%al\n"
+                 "probe_done:\n" : : "r"(p) : "rax", "memory");
+}
+
+int main(int argc, char **argv)
+{
+    long n = argc > 1 ? atol(argv[1]) : 20000;
+    size_t size = n * PAGE;
+    int fd = memfd_create("hostcost", 0);
+    char *ram, *res;
+    double t;
+
+    if (n <= 0 || fd < 0 || ftruncate(fd, size) < 0) {
+        perror("hostcost: memfd");
+        return 1;
+    }
+    ram = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    /* Every other page: each mapping is a VMA of its own, as in a slot. */
+    res = mmap(NULL, 2 * size, PROT_NONE,
+               MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (ram == MAP_FAILED || res == MAP_FAILED) {
+        perror("hostcost: mmap");
+        return 1;
+    }
+    for (size_t i = 0; i < size; i += PAGE) {
+        ram[i] = 1;
+    }
+#define SHADOW(i) (res + 2 * (i) * PAGE)
+
+    t = now_ns();
+    for (long i = 0; i < n; i++) {
+        mmap(SHADOW(i), PAGE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED,
+             fd, i * PAGE);
+    }
+    report("mmap of a page into the reservation", t, n);
+    t = now_ns();
+    for (long i = 0; i < n; i++) {
+        SHADOW(i)[0]++;
+    }
+    report("first store to it (host page fault)", t, n);
+    t = now_ns();
+    for (long i = 0; i < n; i++) {
+        SHADOW(i)[0]++;
+    }
+    report("second store", t, n);
+    t = now_ns();
+    for (long i = 0; i < n; i++) {
+        mmap(SHADOW(i), PAGE, PROT_READ | PROT_WRITE,
+             MAP_SHARED | MAP_FIXED | MAP_POPULATE, fd, ((i + 1) % n) * PAGE);
+    }
+    report("mmap over a mapped page, MAP_POPULATE", t, n);
+    t = now_ns();
+    for (long i = 0; i < n; i++) {
+        SHADOW(i)[0]++;
+    }
+    report("first store after MAP_POPULATE", t, n);
+    t = now_ns();
+    for (long i = 0; i < n; i++) {
+        mmap(SHADOW(i), PAGE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED,
+             fd, i * PAGE);
+    }
+    report("mmap over a mapped page", t, n);
+    t = now_ns();
+    for (long i = 0; i < n; i++) {
+        SHADOW(i)[0]++;
+    }
+    report("first store after it", t, n);
+    t = now_ns();
+    for (long i = 0; i < n; i++) {
+        mprotect(SHADOW(i), PAGE, PROT_READ);
+    }
+    report("mprotect read-only", t, n);
+    t = now_ns();
+    for (long i = 0; i < n; i++) {
+        mprotect(SHADOW(i), PAGE, PROT_READ | PROT_WRITE);
+    }
+    report("mprotect read-write", t, n);
+    t = now_ns();
+    for (long i = 0; i < n; i++) {
+        SHADOW(i)[0]++;
+    }
+    report("first store after it", t, n);
+    t = now_ns();
+    for (long i = 0; i < n; i++) {
+        mprotect(SHADOW(i), PAGE, PROT_NONE);
+    }
+    report("mprotect PROT_NONE (parking)", t, n);
+    t = now_ns();
+    for (long i = 0; i < n; i++) {
+        mmap(SHADOW(i), PAGE, PROT_NONE,
+             MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+    }
+    report("mmap of the reservation over a page (unmap)", t, n);
+    t = now_ns();
+    for (long i = 0; i < n; i++) {
+        getppid();
+    }
+    report("getppid (a bare system call)", t, n);
+
+    struct sigaction sa = { .sa_sigaction = on_segv, .sa_flags = SA_SIGINFO };
+    sigaction(SIGSEGV, &sa, NULL);
+    t = now_ns();
+    for (long i = 0; i < n; i++) {
+        probe(SHADOW(i));
+    }
+    report("SIGSEGV on a reserved page, handled, resumed", t, n);
+    return 0;
+}
