@@ -60,7 +60,6 @@ int main(int argc, char **argv)
     size_t size = n * PAGE;
     int fd = memfd_create("hostcost", 0);
     char *ram, *res;
-    double t;
 
     if (n <= 0 || fd < 0 || ftruncate(fd, size) < 0) {
         perror("hostcost: memfd");
@@ -78,83 +77,41 @@ int main(int argc, char **argv)
         ram[i] = 1;
     }
 #define SHADOW(i) (res + 2 * (i) * PAGE)
+/* Time STMT, run for every page I, as WHAT. */
+#define TIMED(what, stmt)                       \
+    do {                                        \
+        double t0 = now_ns();                   \
+        for (long i = 0; i < n; i++) {          \
+            stmt;                               \
+        }                                       \
+        report(what, t0, n);                    \
+    } while (0)
+#define MAP(i, prot, flags, page) \
+    mmap(SHADOW(i), PAGE, prot, MAP_SHARED | MAP_FIXED | (flags), fd, \
+         (page) * PAGE)
+#define RW (PROT_READ | PROT_WRITE)
 
-    t = now_ns();
-    for (long i = 0; i < n; i++) {
-        mmap(SHADOW(i), PAGE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED,
-             fd, i * PAGE);
-    }
-    report("mmap of a page into the reservation", t, n);
-    t = now_ns();
-    for (long i = 0; i < n; i++) {
-        SHADOW(i)[0]++;
-    }
-    report("first store to it (host page fault)", t, n);
-    t = now_ns();
-    for (long i = 0; i < n; i++) {
-        SHADOW(i)[0]++;
-    }
-    report("second store", t, n);
-    t = now_ns();
-    for (long i = 0; i < n; i++) {
-        mmap(SHADOW(i), PAGE, PROT_READ | PROT_WRITE,
-             MAP_SHARED | MAP_FIXED | MAP_POPULATE, fd, ((i + 1) % n) * PAGE);
-    }
-    report("mmap over a mapped page, MAP_POPULATE", t, n);
-    t = now_ns();
-    for (long i = 0; i < n; i++) {
-        SHADOW(i)[0]++;
-    }
-    report("first store after MAP_POPULATE", t, n);
-    t = now_ns();
-    for (long i = 0; i < n; i++) {
-        mmap(SHADOW(i), PAGE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED,
-             fd, i * PAGE);
-    }
-    report("mmap over a mapped page", t, n);
-    t = now_ns();
-    for (long i = 0; i < n; i++) {
-        SHADOW(i)[0]++;
-    }
-    report("first store after it", t, n);
-    t = now_ns();
-    for (long i = 0; i < n; i++) {
-        mprotect(SHADOW(i), PAGE, PROT_READ);
-    }
-    report("mprotect read-only", t, n);
-    t = now_ns();
-    for (long i = 0; i < n; i++) {
-        mprotect(SHADOW(i), PAGE, PROT_READ | PROT_WRITE);
-    }
-    report("mprotect read-write", t, n);
-    t = now_ns();
-    for (long i = 0; i < n; i++) {
-        SHADOW(i)[0]++;
-    }
-    report("first store after it", t, n);
-    t = now_ns();
-    for (long i = 0; i < n; i++) {
-        mprotect(SHADOW(i), PAGE, PROT_NONE);
-    }
-    report("mprotect PROT_NONE (parking)", t, n);
-    t = now_ns();
-    for (long i = 0; i < n; i++) {
-        mmap(SHADOW(i), PAGE, PROT_NONE,
-             MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
-    }
-    report("mmap of the reservation over a page (unmap)", t, n);
-    t = now_ns();
-    for (long i = 0; i < n; i++) {
-        getppid();
-    }
-    report("getppid (a bare system call)", t, n);
+    TIMED("mmap of a page into the reservation", MAP(i, RW, 0, i));
+    TIMED("first store to it (host page fault)", SHADOW(i)[0]++);
+    TIMED("second store", SHADOW(i)[0]++);
+    TIMED("mmap over a mapped page, MAP_POPULATE",
+          MAP(i, RW, MAP_POPULATE, (i + 1) % n));
+    TIMED("first store after MAP_POPULATE", SHADOW(i)[0]++);
+    TIMED("mmap over a mapped page", MAP(i, RW, 0, i));
+    TIMED("first store after it", SHADOW(i)[0]++);
+    TIMED("mprotect read-only", mprotect(SHADOW(i), PAGE, PROT_READ));
+    TIMED("mprotect read-write", mprotect(SHADOW(i), PAGE, RW));
+    TIMED("first store after it", SHADOW(i)[0]++);
+    TIMED("mprotect PROT_NONE (parking)",
+          mprotect(SHADOW(i), PAGE, PROT_NONE));
+    TIMED("mmap of the reservation over a page (unmap)",
+          mmap(SHADOW(i), PAGE, PROT_NONE,
+               MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED,
+               -1, 0));
+    TIMED("getppid (a bare system call)", getppid());
 
     struct sigaction sa = { .sa_sigaction = on_segv, .sa_flags = SA_SIGINFO };
     sigaction(SIGSEGV, &sa, NULL);
-    t = now_ns();
-    for (long i = 0; i < n; i++) {
-        probe(SHADOW(i));
-    }
-    report("SIGSEGV on a reserved page, handled, resumed", t, n);
+    TIMED("SIGSEGV on a reserved page, handled, resumed", probe(SHADOW(i)));
     return 0;
 }
