@@ -717,13 +717,14 @@ def check_fault_ahead(t):
 
 
 def check_run_fills(t, exp):
-    """A writable fill in a large guest page that also holds code maps the
-    writable pages around the one asked for in one go, not page by page.
+    """A writable fill that streams through a large guest page that also
+    holds code maps the writable pages ahead in one go, not page by page.
 
     The zImage decompressor copies itself, 32 bytes at a time, through the
     1 MiB sections that hold its own code: up to 0.7.1 that took a signal
-    and a fill per page (3 451 per LPAE boot). Now each fill there maps up
-    to 16 pages. The kernel's results must stay those of hspt=off.
+    and a fill per page (3 451 per LPAE boot). Now a fill that continues
+    the copy maps up to 16 pages. The kernel's results must stay those of
+    hspt=off.
     """
     log = "guest-run-fills.log"
     res = boot_hspt_stats(log, ["smc"])

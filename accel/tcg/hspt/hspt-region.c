@@ -56,7 +56,7 @@
 #define HSPT_HOT_EPOCH_NS (100 * SCALE_MS)
 /*
  * Fills of up to this many pages (a small page, a 64 KiB large page, a run
- * of pages around clean ones) that an access will touch fill the host's
+ * of pages next to clean ones) that an access will touch fill the host's
  * page-table entries in the mmap call (MAP_POPULATE).
  */
 #define HSPT_POPULATE_MAX_PAGES 16
@@ -1853,9 +1853,9 @@ HsptMapResult hspt_map_locked(CPUState *cpu, int mmu_idx, uint64_t va,
         qatomic_inc(&hspt_stats.large_fills);
     } else {
         qatomic_add(&hspt_stats.fills, npages);
-    }
-    if (npages > 1 && !whole) {
-        qatomic_inc(&hspt_stats.run_fills);
+        if (npages > 1) {
+            qatomic_inc(&hspt_stats.run_fills);
+        }
     }
     ret = HSPT_MAP_DONE;
 out:
