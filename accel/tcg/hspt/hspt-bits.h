@@ -10,19 +10,42 @@
 #include "qemu/bitops.h"
 
 /*
- * The union of the large guest pages filled into a region since its last
- * flush, kept as one aligned range like the softmmu TLB's large-page
- * region: invalidating any page inside it must drop the whole region,
- * since a TLBI of one page of a section invalidates the section.
+ * The large guest pages filled into a region since its last flush.
+ * Invalidating any page of one must drop every page filled from it, since
+ * a TLBI of one page of a section invalidates the section's TLB entry.
+ * ADDR/MASK bound their union as one aligned range, as the softmmu TLB's
+ * large-page region does. ORDER, where given, says which 64 KiB granules
+ * of that range belong to one (log2 of the largest large page filled
+ * over each, 0: none), so that a page flush between them, such as the
+ * kmap slots that a guest with highmem flushes next to its linear map,
+ * leaves them alone. Without ORDER the whole range counts.
  */
+#define HSPT_LP_GRANULE_BITS 16         /* the smallest large page */
+#define HSPT_LP_GRANULES (1u << (32 - HSPT_LP_GRANULE_BITS))
+
 typedef struct HsptLargePages {
     bool any;           /* false: no large page since the last flush */
     uint32_t addr;
     uint32_t mask;      /* may widen to 0: all 4 GiB */
+    uint8_t *order;     /* HSPT_LP_GRANULES entries, or NULL */
 } HsptLargePages;
+
+/* The granules of [FIRST, FIRST + SIZE) in ORDER, from G for N. */
+static inline void hspt_lp_granules(uint32_t first, uint64_t size,
+                                    uint32_t *g, uint32_t *n)
+{
+    *g = first >> HSPT_LP_GRANULE_BITS;
+    *n = MAX(size >> HSPT_LP_GRANULE_BITS, 1);
+}
 
 static inline void hspt_lp_reset(HsptLargePages *lp)
 {
+    if (lp->any && lp->order) {
+        uint32_t g, n;
+
+        hspt_lp_granules(lp->addr, (uint64_t)~lp->mask + 1, &g, &n);
+        memset(lp->order + g, 0, n);
+    }
     lp->any = false;
 }
 
@@ -31,6 +54,17 @@ static inline void hspt_lp_add(HsptLargePages *lp, uint32_t va,
 {
     uint32_t mask = lg_page_size >= 32 ? 0 : ~(uint32_t)0 << lg_page_size;
 
+    if (lp->order) {
+        uint32_t g, n;
+
+        hspt_lp_granules(va & mask, (uint64_t)~mask + 1, &g, &n);
+        /* Granules of one large page are all recorded or none. */
+        if (lp->order[g] < lg_page_size) {
+            for (uint32_t i = 0; i < n; i++) {
+                lp->order[g + i] = MAX(lp->order[g + i], lg_page_size);
+            }
+        }
+    }
     if (!lp->any) {
         lp->any = true;
         lp->addr = va & mask;
@@ -48,7 +82,40 @@ static inline void hspt_lp_add(HsptLargePages *lp, uint32_t va,
 
 static inline bool hspt_lp_covers(const HsptLargePages *lp, uint32_t va)
 {
-    return lp->any && ((va ^ lp->addr) & lp->mask) == 0;
+    return lp->any && ((va ^ lp->addr) & lp->mask) == 0 &&
+           (!lp->order || lp->order[va >> HSPT_LP_GRANULE_BITS]);
+}
+
+/*
+ * The large page around VA that a page flush of VA must drop, given
+ * hspt_lp_covers(LP, VA): [*FIRST, *FIRST + *SIZE). Without ORDER, all of
+ * the covered range.
+ */
+static inline void hspt_lp_extent(const HsptLargePages *lp, uint32_t va,
+                                  uint32_t *first, uint64_t *size)
+{
+    unsigned order = lp->order ? lp->order[va >> HSPT_LP_GRANULE_BITS] : 32;
+    uint32_t mask = order >= 32 ? 0 : ~(uint32_t)0 << order;
+
+    if (!lp->order) {
+        mask = lp->mask;
+    }
+    *first = va & mask;
+    *size = (uint64_t)~mask + 1;
+}
+
+/* The large page [FIRST, FIRST + SIZE) was dropped. */
+static inline void hspt_lp_forget(HsptLargePages *lp, uint32_t first,
+                                  uint64_t size)
+{
+    if (lp->order) {
+        uint32_t g, n;
+
+        hspt_lp_granules(first, size, &g, &n);
+        memset(lp->order + g, 0, n);
+    } else {
+        lp->any = false;
+    }
 }
 
 /*

@@ -184,6 +184,7 @@ typedef struct HsptStats {
     uint64_t signals;
     uint64_t page_flushes;
     uint64_t region_flushes;
+    uint64_t large_page_flushes;    /* by a page flush inside them */
     uint64_t write_protects;
     uint64_t evictions;
     uint64_t unmappable;

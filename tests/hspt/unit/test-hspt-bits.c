@@ -1,5 +1,5 @@
 /*
- * Unit tests for the pure shadow bookkeeping pieces: the large-page range
+ * Unit tests for the pure shadow bookkeeping pieces: the large pages
  * of a region, the reverse-map entry encoding, the split of a region
  * into revalidation units, the sparse bitmap search, page flush counts
  * and the cache of large pages mapped whole.
@@ -9,6 +9,7 @@
 
 #include "qemu/osdep.h"
 #include "qemu/bitmap.h"
+#include "qemu/units.h"
 #include "hspt-bits.h"
 
 static void test_lp_empty(void)
@@ -55,6 +56,84 @@ static void test_lp_opposite_halves(void)
     g_assert_cmphex(lp.mask, ==, 0);           /* the whole 4 GiB */
     g_assert_true(hspt_lp_covers(&lp, 0x1000));
     g_assert_true(hspt_lp_covers(&lp, 0x80000000));
+}
+
+/* With ORDER: only the granules of large pages count. */
+static void test_lp_precise_between_blocks(void)
+{
+    g_autofree uint8_t *order = g_new0(uint8_t, HSPT_LP_GRANULES);
+    HsptLargePages lp = { .order = order };
+    uint32_t first;
+    uint64_t size;
+
+    /* Linear-map blocks, then a kmap slot's 4 KiB page far above them. */
+    hspt_lp_add(&lp, 0xc0000000, 21);
+    hspt_lp_add(&lp, 0xc0234000, 21);
+    hspt_lp_add(&lp, 0xc0600000, 16);
+    g_assert_cmphex(lp.mask, ==, 0xff800000);  /* the bound still widens */
+    g_assert_true(hspt_lp_covers(&lp, 0xc01ff000));
+    g_assert_true(hspt_lp_covers(&lp, 0xc0200000));
+    g_assert_true(hspt_lp_covers(&lp, 0xc060f000));
+    g_assert_false(hspt_lp_covers(&lp, 0xc0400000));
+    g_assert_false(hspt_lp_covers(&lp, 0xc0610000));
+    g_assert_false(hspt_lp_covers(&lp, 0xffe00000));
+
+    hspt_lp_extent(&lp, 0xc0345000, &first, &size);
+    g_assert_cmphex(first, ==, 0xc0200000);
+    g_assert_cmphex(size, ==, 2 * MiB);
+    hspt_lp_forget(&lp, first, size);
+    g_assert_false(hspt_lp_covers(&lp, 0xc0200000));
+    g_assert_true(hspt_lp_covers(&lp, 0xc0000000));
+
+    hspt_lp_reset(&lp);
+    for (uint32_t g = 0; g < HSPT_LP_GRANULES; g++) {
+        g_assert_cmpuint(order[g], ==, 0);
+    }
+}
+
+/* A large page inside a larger one goes with it; the larger one counts. */
+static void test_lp_precise_nested(void)
+{
+    g_autofree uint8_t *order = g_new0(uint8_t, HSPT_LP_GRANULES);
+    HsptLargePages lp = { .order = order };
+    uint32_t first;
+    uint64_t size;
+
+    hspt_lp_add(&lp, 0x40010000, 16);          /* 64 KiB page */
+    hspt_lp_add(&lp, 0x40000000, 24);          /* supersection around it */
+    hspt_lp_extent(&lp, 0x40010000, &first, &size);
+    g_assert_cmphex(first, ==, 0x40000000);
+    g_assert_cmphex(size, ==, 16 * MiB);
+    hspt_lp_forget(&lp, first, size);
+    g_assert_false(hspt_lp_covers(&lp, 0x40010000));
+    g_assert_false(hspt_lp_covers(&lp, 0x40ff0000));
+
+    /* A 1 GiB LPAE block, and the whole 4 GiB. */
+    hspt_lp_add(&lp, 0x80000000, 30);
+    hspt_lp_extent(&lp, 0xbffff000, &first, &size);
+    g_assert_cmphex(first, ==, 0x80000000);
+    g_assert_cmphex(size, ==, 1 * GiB);
+    g_assert_false(hspt_lp_covers(&lp, 0x7ffff000));
+    hspt_lp_add(&lp, 0x1000, 32);
+    hspt_lp_extent(&lp, 0x7ffff000, &first, &size);
+    g_assert_cmphex(first, ==, 0);
+    g_assert_cmphex(size, ==, 4 * GiB);
+}
+
+/* Without ORDER the extent is the whole covered range. */
+static void test_lp_coarse_extent(void)
+{
+    HsptLargePages lp = { false };
+    uint32_t first;
+    uint64_t size;
+
+    hspt_lp_add(&lp, 0xc0000000, 21);
+    hspt_lp_add(&lp, 0xc0600000, 16);
+    hspt_lp_extent(&lp, 0xc0400000, &first, &size);
+    g_assert_cmphex(first, ==, 0xc0000000);
+    g_assert_cmphex(size, ==, 8 * MiB);
+    hspt_lp_forget(&lp, first, size);
+    g_assert_false(hspt_lp_covers(&lp, 0xc0000000));
 }
 
 static void test_rmap_roundtrip(void)
@@ -519,6 +598,10 @@ int main(int argc, char **argv)
     g_test_add_func("/hspt/lp/one-section", test_lp_one_section);
     g_test_add_func("/hspt/lp/widens", test_lp_widens_to_cover_both);
     g_test_add_func("/hspt/lp/opposite-halves", test_lp_opposite_halves);
+    g_test_add_func("/hspt/lp/precise-between-blocks",
+                    test_lp_precise_between_blocks);
+    g_test_add_func("/hspt/lp/precise-nested", test_lp_precise_nested);
+    g_test_add_func("/hspt/lp/coarse-extent", test_lp_coarse_extent);
     g_test_add_func("/hspt/rmap/roundtrip", test_rmap_roundtrip);
     g_test_add_func("/hspt/units/pages-and-blocks",
                     test_units_pages_and_blocks);
