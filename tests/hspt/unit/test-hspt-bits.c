@@ -58,13 +58,23 @@ static void test_lp_opposite_halves(void)
     g_assert_true(hspt_lp_covers(&lp, 0x80000000));
 }
 
+/* hspt_lp_extent() of VA in LP is [FIRST, FIRST + SIZE). */
+static void assert_lp_extent(const HsptLargePages *lp, uint32_t va,
+                             uint32_t first, uint64_t size)
+{
+    uint32_t got_first;
+    uint64_t got_size;
+
+    hspt_lp_extent(lp, va, &got_first, &got_size);
+    g_assert_cmphex(got_first, ==, first);
+    g_assert_cmphex(got_size, ==, size);
+}
+
 /* With ORDER: only the granules of large pages count. */
 static void test_lp_precise_between_blocks(void)
 {
     g_autofree uint8_t *order = g_new0(uint8_t, HSPT_LP_GRANULES);
     HsptLargePages lp = { .order = order };
-    uint32_t first;
-    uint64_t size;
 
     /* Linear-map blocks, then a kmap slot's 4 KiB page far above them. */
     hspt_lp_add(&lp, 0xc0000000, 21);
@@ -78,10 +88,8 @@ static void test_lp_precise_between_blocks(void)
     g_assert_false(hspt_lp_covers(&lp, 0xc0610000));
     g_assert_false(hspt_lp_covers(&lp, 0xffe00000));
 
-    hspt_lp_extent(&lp, 0xc0345000, &first, &size);
-    g_assert_cmphex(first, ==, 0xc0200000);
-    g_assert_cmphex(size, ==, 2 * MiB);
-    hspt_lp_forget(&lp, first, size);
+    assert_lp_extent(&lp, 0xc0345000, 0xc0200000, 2 * MiB);
+    hspt_lp_forget(&lp, 0xc0200000, 2 * MiB);
     g_assert_false(hspt_lp_covers(&lp, 0xc0200000));
     g_assert_true(hspt_lp_covers(&lp, 0xc0000000));
 
@@ -96,43 +104,31 @@ static void test_lp_precise_nested(void)
 {
     g_autofree uint8_t *order = g_new0(uint8_t, HSPT_LP_GRANULES);
     HsptLargePages lp = { .order = order };
-    uint32_t first;
-    uint64_t size;
 
     hspt_lp_add(&lp, 0x40010000, 16);          /* 64 KiB page */
     hspt_lp_add(&lp, 0x40000000, 24);          /* supersection around it */
-    hspt_lp_extent(&lp, 0x40010000, &first, &size);
-    g_assert_cmphex(first, ==, 0x40000000);
-    g_assert_cmphex(size, ==, 16 * MiB);
-    hspt_lp_forget(&lp, first, size);
+    assert_lp_extent(&lp, 0x40010000, 0x40000000, 16 * MiB);
+    hspt_lp_forget(&lp, 0x40000000, 16 * MiB);
     g_assert_false(hspt_lp_covers(&lp, 0x40010000));
     g_assert_false(hspt_lp_covers(&lp, 0x40ff0000));
 
     /* A 1 GiB LPAE block, and the whole 4 GiB. */
     hspt_lp_add(&lp, 0x80000000, 30);
-    hspt_lp_extent(&lp, 0xbffff000, &first, &size);
-    g_assert_cmphex(first, ==, 0x80000000);
-    g_assert_cmphex(size, ==, 1 * GiB);
+    assert_lp_extent(&lp, 0xbffff000, 0x80000000, 1 * GiB);
     g_assert_false(hspt_lp_covers(&lp, 0x7ffff000));
     hspt_lp_add(&lp, 0x1000, 32);
-    hspt_lp_extent(&lp, 0x7ffff000, &first, &size);
-    g_assert_cmphex(first, ==, 0);
-    g_assert_cmphex(size, ==, 4 * GiB);
+    assert_lp_extent(&lp, 0x7ffff000, 0, 4 * GiB);
 }
 
 /* Without ORDER the extent is the whole covered range. */
 static void test_lp_coarse_extent(void)
 {
     HsptLargePages lp = { false };
-    uint32_t first;
-    uint64_t size;
 
     hspt_lp_add(&lp, 0xc0000000, 21);
     hspt_lp_add(&lp, 0xc0600000, 16);
-    hspt_lp_extent(&lp, 0xc0400000, &first, &size);
-    g_assert_cmphex(first, ==, 0xc0000000);
-    g_assert_cmphex(size, ==, 8 * MiB);
-    hspt_lp_forget(&lp, first, size);
+    assert_lp_extent(&lp, 0xc0400000, 0xc0000000, 8 * MiB);
+    hspt_lp_forget(&lp, 0xc0000000, 8 * MiB);
     g_assert_false(hspt_lp_covers(&lp, 0xc0000000));
 }
 
