@@ -789,7 +789,8 @@ static void test_mmu_off(void)
  * A large page holding code is shadow-mapped page by page (the code page
  * must stay write-protected), and at a TLBIALL those pages are checked
  * against one fresh lookup of the block. Each must follow the block's new
- * output address and its new permissions.
+ * output address and its new permissions, also after a TLBI of another
+ * page of the block.
  */
 
 static uint32_t call_block_code(void)
@@ -857,6 +858,21 @@ static void test_large_page_by_pages(void)
               "PL1 write fault (block RO)", "TLBIALL", 0, 1);
     }
     check_block_pages(BLOCK_PA_B, "TLBIALL (block RO)");
+
+    /*
+     * The pages mapped one by one came from one TLB entry: invalidating
+     * another page of the block, which the shadow never mapped, drops them.
+     */
+    for (unsigned i = 0; i < 2; i++) {
+        static const enum tlbi ops[] = { TLBIMVA, TLBIMVAAIS };
+        uint32_t from = i ? BLOCK_PA_A : BLOCK_PA_B;
+        uint32_t to = i ? BLOCK_PA_B : BLOCK_PA_A;
+
+        block_by_pages_fill(from, "a block holding code, filled again");
+        map_block(1, BLOCK_VA, to);
+        tlbi(ops[i], BLOCK_VA + 0x80000, 1);
+        check_block_pages(to, tlbi_name[ops[i]]);
+    }
 
     map_block(1, BLOCK_VA, 0);
     tlbi(TLBIALL, 0, 0);
