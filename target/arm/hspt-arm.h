@@ -25,7 +25,7 @@ static inline bool arm_hspt_context_tracked(CPUARMState *env)
            !arm_feature(env, ARM_FEATURE_AARCH64);
 }
 
-/* Before the TLB flush of an AArch32 TLBIASID(IS) with register VALUE. */
+/* Before the TLB flush of an AArch32 TLBIASID with register VALUE. */
 static inline void arm_hspt_flush_asid(CPUARMState *env, uint64_t value)
 {
     if (arm_hspt_context_tracked(env)) {
@@ -33,7 +33,21 @@ static inline void arm_hspt_flush_asid(CPUARMState *env, uint64_t value)
     }
 }
 
-/* Before the TLB flush of the guest's TLBIALL(IS). */
+/*
+ * The guest's TLBIALLIS (ASID < 0) or TLBIASIDIS: true if HSPT made the
+ * flushes of all vCPUs, false if the caller makes them as without HSPT.
+ */
+static inline bool arm_hspt_flush_all_cpus_synced(CPUARMState *env, int asid)
+{
+    if (!tcg_enabled() || !hspt_enabled ||
+        (asid >= 0 && !arm_hspt_context_tracked(env))) {
+        return false;
+    }
+    hspt_tlb_flush_guest_all_cpus_synced(env_cpu(env), asid);
+    return true;
+}
+
+/* Before the TLB flush of the guest's TLBIALL. */
 static inline void arm_hspt_flush_all(CPUARMState *env)
 {
     if (tcg_enabled() && hspt_enabled) {
@@ -50,6 +64,11 @@ static inline void arm_hspt_exception_return(CPUARMState *env)
     }
 }
 #else
+static inline bool arm_hspt_flush_all_cpus_synced(CPUARMState *env, int asid)
+{
+    return false;
+}
+
 static inline void arm_hspt_flush_asid(CPUARMState *env, uint64_t value)
 {
 }

@@ -241,6 +241,14 @@ void hspt_revalidate_queued(CPUState *cpu);
  * (other full flushes, such as reset, may precede register changes).
  */
 void hspt_flush_all_prepare(CPUState *cpu);
+
+/*
+ * The guest's TLBIALLIS (ASID < 0) or TLBIASIDIS of ASID on SRC: QEMU's
+ * flush of every vCPU's TLB, as tlb_flush_all_cpus_synced() makes it, but
+ * each vCPU is told on its own thread, right before its flush, what the
+ * flush is for (hspt_flush_all_prepare(), hspt_flush_asid_prepare()).
+ */
+void hspt_tlb_flush_guest_all_cpus_synced(CPUState *src, int asid);
 /*
  * Move the queue to CPU's work buffer (valid until the next call) and
  * return it: N entries, or NULL while an earlier batch is still being
