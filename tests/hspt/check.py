@@ -774,7 +774,7 @@ def check_broadcast_flushes(t, exp):
     space, as the issuing vCPU's does, instead of dropping all its spaces.
 
     The guest kit's kernels (erratum 720789) flush each mm with TLBIALLIS.
-    Up to 0.7.3 only the issuing vCPU knew its flush came from the guest:
+    Up to 0.7.2 only the issuing vCPU knew its flush came from the guest:
     forkstorm at -smp 4 took 1 925 slot flushes and 65 000 signals, and 5
     times as long as on softmmu; with the broadcast told apart, 35 slot
     flushes and 15 000 signals. The results must stay those of hspt=off.
