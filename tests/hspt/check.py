@@ -510,7 +510,10 @@ def check_unmap_failure_bare(t):
 
 def check_unmap_failure(t, exp):
     """The same in a Linux guest (-smp 2): unmaps fail from some point of
-    the boot on, and the workloads still give hspt=off's checksums."""
+    the boot on, and the workloads still give hspt=off's checksums. (The
+    first 3000 unmaps succeeded up to 0.7.2; since the other vCPUs stopped
+    dropping all their spaces at a guest TLBIALLIS, the whole run makes
+    fewer than that.)"""
     shim = preload_library()
     workloads = ["forkstorm", "cow", "seqrw", "shpipe"]
     label = "lpae-6.1 hspt, unmaps fail"
@@ -520,7 +523,7 @@ def check_unmap_failure(t, exp):
     log = "guest-unmap-fails.log"
     res = boot_hspt_stats(log, workloads, smp=2,
                           env={"LD_PRELOAD": shim,
-                               "HSPT_FAIL_RESERVE_AFTER": "3000"})
+                               "HSPT_FAIL_RESERVE_AFTER": "1000"})
     check_boot(t, label, res, workloads, exp)
     moved = first_int(MOVED_TO_SOFTMMU, res.console)
     t.add(res.ok and moved > 0,
