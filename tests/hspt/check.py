@@ -671,13 +671,13 @@ def check_bench_paired(t):
 
 
 def boot_hspt_stats(logname, workloads, kernel="lpae-6.1", env=None,
-                    accel="tcg,hspt=on", smp=1):
-    """Boot KERNEL with ACCEL (hspt=on) and SMP vCPUs running WORKLOADS,
-    with the HSPT counters printed at exit (in res.console) and ENV added;
-    log to LOGNAME."""
+                    accel="tcg,hspt=on", smp=1, extra_args=()):
+    """Boot KERNEL with ACCEL (hspt=on), SMP vCPUs and EXTRA_ARGS running
+    WORKLOADS, with the HSPT counters printed at exit (in res.console) and
+    ENV added; log to LOGNAME."""
     with open(os.path.join(LOGDIR, logname), "w") as f:
         return hsptguest.boot(kernel, workloads, smp=smp, log=f,
-                              extra_args=["-accel", accel],
+                              extra_args=list(extra_args) + ["-accel", accel],
                               env=dict(env or {}, QEMU_HSPT_STATS="1"))
 
 
@@ -756,11 +756,8 @@ def check_highmem(t, exp):
     wanted = ["seqrw", "cow"]
     for kernel in ("lpae-6.1", "armmp-6.1"):
         log = "guest-highmem-%s.log" % kernel
-        with open(os.path.join(LOGDIR, log), "w") as f:
-            res = hsptguest.boot(kernel, wanted, log=f,
-                                 extra_args=["-m", "1G", "-accel",
-                                             "tcg,hspt=on"],
-                                 env={"QEMU_HSPT_STATS": "1"})
+        res = boot_hspt_stats(log, wanted, kernel=kernel,
+                              extra_args=["-m", "1G"])
         check_boot(t, "%s hspt -m 1G (highmem)" % kernel, res, wanted, exp)
         regions = first_int(r"^flushes: \d+ pages, (\d+) regions",
                             res.console, -1)

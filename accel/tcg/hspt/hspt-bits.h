@@ -30,6 +30,12 @@ typedef struct HsptLargePages {
     uint8_t *order;     /* HSPT_LP_GRANULES entries, or NULL */
 } HsptLargePages;
 
+/* The address mask of a large page of 2^LG_PAGE_SIZE bytes. */
+static inline uint32_t hspt_lp_mask(unsigned lg_page_size)
+{
+    return lg_page_size >= 32 ? 0 : ~(uint32_t)0 << lg_page_size;
+}
+
 /* The granules of [FIRST, FIRST + SIZE) in ORDER, from G for N. */
 static inline void hspt_lp_granules(uint32_t first, uint64_t size,
                                     uint32_t *g, uint32_t *n)
@@ -38,13 +44,20 @@ static inline void hspt_lp_granules(uint32_t first, uint64_t size,
     *n = MAX(size >> HSPT_LP_GRANULE_BITS, 1);
 }
 
+/* No large page lies in [FIRST, FIRST + SIZE) any more (ORDER given). */
+static inline void hspt_lp_clear(HsptLargePages *lp, uint32_t first,
+                                 uint64_t size)
+{
+    uint32_t g, n;
+
+    hspt_lp_granules(first, size, &g, &n);
+    memset(lp->order + g, 0, n);
+}
+
 static inline void hspt_lp_reset(HsptLargePages *lp)
 {
     if (lp->any && lp->order) {
-        uint32_t g, n;
-
-        hspt_lp_granules(lp->addr, (uint64_t)~lp->mask + 1, &g, &n);
-        memset(lp->order + g, 0, n);
+        hspt_lp_clear(lp, lp->addr, (uint64_t)~lp->mask + 1);
     }
     lp->any = false;
 }
@@ -52,7 +65,7 @@ static inline void hspt_lp_reset(HsptLargePages *lp)
 static inline void hspt_lp_add(HsptLargePages *lp, uint32_t va,
                                unsigned lg_page_size)
 {
-    uint32_t mask = lg_page_size >= 32 ? 0 : ~(uint32_t)0 << lg_page_size;
+    uint32_t mask = hspt_lp_mask(lg_page_size);
 
     if (lp->order) {
         uint32_t g, n;
@@ -94,12 +107,9 @@ static inline bool hspt_lp_covers(const HsptLargePages *lp, uint32_t va)
 static inline void hspt_lp_extent(const HsptLargePages *lp, uint32_t va,
                                   uint32_t *first, uint64_t *size)
 {
-    unsigned order = lp->order ? lp->order[va >> HSPT_LP_GRANULE_BITS] : 32;
-    uint32_t mask = order >= 32 ? 0 : ~(uint32_t)0 << order;
+    uint32_t mask = lp->order ?
+        hspt_lp_mask(lp->order[va >> HSPT_LP_GRANULE_BITS]) : lp->mask;
 
-    if (!lp->order) {
-        mask = lp->mask;
-    }
     *first = va & mask;
     *size = (uint64_t)~mask + 1;
 }
@@ -109,10 +119,7 @@ static inline void hspt_lp_forget(HsptLargePages *lp, uint32_t first,
                                   uint64_t size)
 {
     if (lp->order) {
-        uint32_t g, n;
-
-        hspt_lp_granules(first, size, &g, &n);
-        memset(lp->order + g, 0, n);
+        hspt_lp_clear(lp, first, size);
     } else {
         lp->any = false;
     }

@@ -629,8 +629,8 @@ static void hspt_slot_rereserve(HsptSpace *sp, unsigned s, uint32_t va_pfn,
 
 /*
  * Page-flush the run of NPAGES mapped pages from VA_PFN in slot S of SP
- * with one call (a single page with exact VMA accounting); returns how
- * many pages it unmapped.
+ * (or a large page's range, gaps and all) with one call (a single page
+ * with exact VMA accounting); returns how many pages it unmapped.
  */
 static uint32_t hspt_slot_unmap_run(HsptSpace *sp, unsigned s,
                                     uint32_t va_pfn, size_t npages)
@@ -851,10 +851,7 @@ static uint32_t hspt_slot_flush_large_page(HsptSpace *sp, unsigned s,
     slot->n_blocks = n;
     if (find_next_bit(slot->mapped, va_pfn + (size_t)npages, va_pfn) <
         va_pfn + (size_t)npages) {
-        uint32_t before = slot->n_mapped;
-
-        hspt_slot_rereserve(sp, s, va_pfn, npages);
-        qatomic_add(&hspt_stats.page_flushes, before - slot->n_mapped);
+        hspt_slot_unmap_run(sp, s, va_pfn, npages);
         qatomic_inc(&hspt_stats.large_page_flushes);
     }
     return va_pfn + npages;
