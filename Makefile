@@ -5,6 +5,8 @@
 #   make shell      boot the ARM guest to an interactive shell
 #   make check      every test; ends with "N passed, N failed"
 #   make bench      benchmark table (medians, ratios), CSV and PNG plot
+#   make bench-sweep  HSPT off/on at several guest setups (RAM, CPU, -smp),
+#                   size test: looks for cliffs off the default setup
 
 REPO := $(CURDIR)
 BUILD := $(REPO)/build
@@ -34,7 +36,7 @@ export CCACHE_NOHASHDIR := 1
 endif
 export HSPT_CACHE
 
-.PHONY: all deps prepare tree qemu-configure qemu guest run shell bench check \
+.PHONY: all deps prepare tree qemu-configure qemu guest run shell bench bench-sweep check \
 	check-unit clean distclean help
 .DEFAULT_GOAL := all
 
@@ -87,12 +89,20 @@ shell: qemu guest
 bench: qemu guest
 	@$(PYTHON) $(REPO)/tests/hspt/bench.py $(BENCH_ARGS)
 
+SWEEP_ARGS ?= --paired --reps 1 --size test --no-user \
+	--workloads seqrw,chase,forkstorm,pipering,mmapchurn,cow,pagecache,xz,sqlite,shpipe
+bench-sweep: qemu guest
+	@$(PYTHON) $(REPO)/tests/hspt/bench.py --sweep \
+	    --config 'off=$(BUILD)/qemu-system-arm' \
+	    --config 'on=$(BUILD)/qemu-system-arm -accel tcg,hspt=on' \
+	    --out $(BUILD)/bench-sweep $(SWEEP_ARGS)
+
 check: qemu guest
 	@$(PYTHON) $(REPO)/tests/hspt/check.py $(CHECK_ARGS)
 
 clean:
 	@[ ! -f $(QEMU_BUILD)/build.ninja ] || ninja -C $(QEMU_BUILD) clean
-	rm -rf $(BUILD)/guest $(BUILD)/check $(BUILD)/bench
+	rm -rf $(BUILD)/guest $(BUILD)/check $(BUILD)/bench $(BUILD)/bench-sweep
 
 distclean:
 	rm -rf $(BUILD)

@@ -22,6 +22,19 @@ Writes raw.csv (every run), summary.csv, ratios.png (gnuplot) and the
 boot logs to build/bench, or to the directory given with --out (so that
 one run's results need not replace another's).
 
+Every configuration of a repetition must print the same checksum for each
+workload, and at size "test" the one in tests/hspt/guest/expected.txt:
+a faster wrong answer is not a result, so bench stops there.
+
+--sweep runs the configurations at several guest setups other than the
+default one (more RAM and highmem, RAM above 4 GiB, other CPUs, -smp 2
+and 4; see SWEEP) and prints one ratio table with a column per setup,
+marking ratios below CLIFF (0.33) with "!": a cliff that the default setup does
+not show (both of 0.7.3's fixes were found off the default setup).
+Setups with one vCPU run --paired if asked; the SMP ones always run in
+turn, so that each QEMU has all host CPUs. `make bench-sweep` runs it at
+size "test", one repetition.
+
 Later comparisons use --config, e.g.
   --config 'off=build/qemu-system-arm -accel tcg,hspt=off' \\
   --config 'on=build/qemu-system-arm -accel tcg,hspt=on'
@@ -42,6 +55,21 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import hsptguest  # noqa: E402
 
 OUTDIR = os.path.join(hsptguest.BUILD, "bench")
+EXPECTED = os.path.join(hsptguest.REPO, "tests", "hspt", "guest",
+                        "expected.txt")
+CLIFF = 0.33
+
+# --sweep's guest setups: (label, kernel, -smp, QEMU arguments before each
+# configuration's own). The first is the default one, for reference.
+SWEEP = [
+    ("512M", "lpae-6.1", 1, []),
+    ("1G", "lpae-6.1", 1, ["-m", "1G"]),                # highmem, kmap
+    ("4G", "lpae-6.12", 1, ["-m", "4G"]),               # RAM above 4 GiB
+    ("a7", "armmp-6.1", 1, ["-cpu", "cortex-a7", "-m", "768M"]),
+    ("max", "lpae-6.1", 1, ["-cpu", "max", "-m", "1536M"]),
+    ("smp2", "lpae-6.1", 2, []),                        # IS broadcasts
+    ("smp4", "armmp-6.1", 4, ["-m", "1G"]),
+]
 DEBIAN_QEMU = "/usr/bin/qemu-system-arm"
 
 
@@ -86,60 +114,36 @@ def main():
                          "host CPU of its own (rotating), and report "
                          "medians of the per-repetition ratios; no "
                          "cpu-user/cpu-sys rows")
+    ap.add_argument("--sweep", action="store_true",
+                    help="run at every guest setup of SWEEP (ignores "
+                         "--kernel and --smp) and print one table of "
+                         "ratios, a column per setup")
     ap.add_argument("--out", default=OUTDIR,
                     help="directory for the CSVs, plot and logs "
                          "(default: %(default)s)")
     args = ap.parse_args()
-    outdir = args.out
-
     configs = args.config or default_configs()
     workloads = args.workloads.split(",")
-    os.makedirs(outdir, exist_ok=True)
-    raw = []          # (config, workload, rep, seconds)
     cpus = sorted(os.sched_getaffinity(0))
     if args.paired and len(configs) > len(cpus):
         sys.exit("bench: --paired needs a host CPU per configuration "
                  "(%d configurations, %d CPUs)" % (len(configs), len(cpus)))
-    for rep in range(1, args.reps + 1):
-        if args.paired:
-            raw += run_paired(configs, rep, cpus, args, workloads, outdir)
-        else:
-            raw += run_in_turn(configs, rep, args, workloads, outdir)
-        if not args.no_user and os.path.exists(hsptguest.QEMU_USER):
-            for name in workloads:
-                if name in hsptguest.USER_MODE_WORKLOADS:
-                    rc, secs, _ = hsptguest.run_user(name, args.size)
-                    if rc != 0:
-                        sys.exit("bench: user-mode %s failed" % name)
-                    raw.append(("user", name, rep, secs))
+    os.makedirs(args.out, exist_ok=True)
+    if args.sweep:
+        return sweep(configs, workloads, cpus, args)
 
+    raw = run_setup(configs, workloads, cpus, args, args.kernel, args.smp,
+                    [], args.paired, args.out)
     labels = [c[0] for c in configs]
     if any(r[0] == "user" for r in raw):
         labels.append("user")
     rows = ["boot"] + workloads
     if not args.paired:
         rows += ["cpu-user", "cpu-sys"]
-    med = {}
-    for label in labels:
-        for name in rows:
-            vals = [r[3] for r in raw if r[0] == label and r[1] == name]
-            if vals:
-                med[label, name] = statistics.median(vals)
+    med, ratio = medians_and_ratios(raw, labels, rows, args.paired,
+                                    args.reps)
     base = labels[0]
-    seconds = {(r[0], r[1], r[2]): r[3] for r in raw}
-    ratio = {}      # > 1 means the configuration is faster than the baseline
-    for label in labels[1:]:
-        for name in rows:
-            if args.paired and label != "user":
-                vals = [seconds[base, name, rep] / seconds[label, name, rep]
-                        for rep in range(1, args.reps + 1)
-                        if seconds.get((label, name, rep)) and
-                        (base, name, rep) in seconds]
-                if vals:
-                    ratio[label, name] = statistics.median(vals)
-            elif (label, name) in med and med.get((base, name)):
-                ratio[label, name] = med[base, name] / med[label, name]
-
+    outdir = args.out
     with open(os.path.join(outdir, "raw.csv"), "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["config", "workload", "rep", "seconds"])
@@ -159,7 +163,6 @@ def main():
         w.writerow(header)
         w.writerows(table)
 
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *table)]
     print("\nMedians of %d repetition(s), kernel %s, -smp %d, size %s; "
           "ratio = baseline time / config time (> 1: config faster)%s"
           % (args.reps, args.kernel, args.smp, args.size,
@@ -167,25 +170,165 @@ def main():
              "are medians of each repetition's ratio" if args.paired else ""))
     for label, argv in configs:
         print("  %s: %s" % (label, shlex.join(argv)))
-    for row in [header] + table:
-        print("  ".join(str(x).rjust(w) for x, w in zip(row, widths)))
+    print_table(header, table)
     plot(labels, rows, ratio, outdir)
     print("\nwrote %s/raw.csv, summary.csv, ratios.png" % outdir)
     return 0
 
 
-def result_rows(label, rep, res, logname, boot=True):
-    """The raw.csv rows of boot result RES (with its boot time if BOOT);
-    exits if the boot or a workload failed (RES None: no result)."""
+def run_setup(configs, workloads, cpus, args, kernel, smp, setup_args,
+              paired, outdir):
+    """Every repetition of CONFIGS at one guest setup (KERNEL, SMP, QEMU
+    arguments SETUP_ARGS before each configuration's own); the raw rows
+    (config, workload, rep, seconds)."""
+    configs = [(label, argv[:1] + setup_args + argv[1:])
+               for label, argv in configs]
+    run = dict(vars(args), kernel=kernel, smp=smp)
+    run = argparse.Namespace(**run)
+    raw = []
+    for rep in range(1, args.reps + 1):
+        sums = {}
+        if paired:
+            raw += run_paired(configs, rep, cpus, run, workloads, outdir,
+                              sums)
+        else:
+            raw += run_in_turn(configs, rep, run, workloads, outdir, sums)
+        check_sums(sums, args.size, rep, outdir)
+        if not args.no_user and os.path.exists(hsptguest.QEMU_USER):
+            for name in workloads:
+                if name in hsptguest.USER_MODE_WORKLOADS:
+                    rc, secs, _ = hsptguest.run_user(name, args.size)
+                    if rc != 0:
+                        sys.exit("bench: user-mode %s failed" % name)
+                    raw.append(("user", name, rep, secs))
+    return raw
+
+
+def load_expected():
+    exp = {}
+    with open(EXPECTED) as f:
+        for line in f:
+            if line.strip() and not line.startswith("#"):
+                name, md5 = line.split()
+                exp[name] = md5
+    return exp
+
+
+def check_sums(sums, size, rep, outdir):
+    """Exit unless every configuration gave each workload the same checksum
+    (SUMS: {workload: {config: checksum}}), at size "test" the expected
+    one."""
+    expected = load_expected() if size == "test" else {}
+    for name, by_config in sums.items():
+        want = expected.get(name) or next(iter(by_config.values()))
+        wrong = {label: c for label, c in by_config.items() if c != want}
+        if wrong:
+            sys.exit("bench: %s printed checksum(s) %s for %s (rep %d), "
+                     "expected %s; see the logs in %s"
+                     % (", ".join(sorted(wrong)),
+                        ", ".join(sorted(set(wrong.values()))), name, rep,
+                        want, outdir))
+
+
+def medians_and_ratios(raw, labels, rows, paired, reps):
+    """Per (label, row): the median seconds, and for every label but the
+    first the ratio baseline time / label time (> 1: faster than the
+    baseline); PAIRED: the median of the repetitions' own ratios."""
+    med = {}
+    for label in labels:
+        for name in rows:
+            vals = [r[3] for r in raw if r[0] == label and r[1] == name]
+            if vals:
+                med[label, name] = statistics.median(vals)
+    base = labels[0]
+    seconds = {(r[0], r[1], r[2]): r[3] for r in raw}
+    ratio = {}
+    for label in labels[1:]:
+        for name in rows:
+            if paired and label != "user":
+                vals = [seconds[base, name, rep] / seconds[label, name, rep]
+                        for rep in range(1, reps + 1)
+                        if seconds.get((label, name, rep)) and
+                        (base, name, rep) in seconds]
+                if vals:
+                    ratio[label, name] = statistics.median(vals)
+            elif (label, name) in med and med.get((base, name)):
+                ratio[label, name] = med[base, name] / med[label, name]
+    return med, ratio
+
+
+def print_table(header, table):
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *table)]
+    for row in [header] + table:
+        print("  ".join(str(x).rjust(w) for x, w in zip(row, widths)))
+
+
+def setup_text(kernel, smp, setup_args):
+    return " ".join([kernel, "-smp", str(smp)] + setup_args)
+
+
+def sweep(configs, workloads, cpus, args):
+    """--sweep: every configuration at every setup of SWEEP; one table of
+    ratios with a column per (setup, configuration but the baseline)."""
+    labels = [c[0] for c in configs]
+    rows = ["boot"] + workloads
+    columns, cells, cliffs = [], {}, []
+    for setup, kernel, smp, setup_args in SWEEP:
+        outdir = os.path.join(args.out, setup)
+        os.makedirs(outdir, exist_ok=True)
+        paired = args.paired and smp == 1
+        print("setup %s: %s%s" % (setup, setup_text(kernel, smp, setup_args),
+                                  ", paired" if paired else ""), flush=True)
+        raw = run_setup(configs, workloads, cpus, args, kernel, smp,
+                        setup_args, paired, outdir)
+        _, ratio = medians_and_ratios(raw, labels, rows, paired, args.reps)
+        for label in labels[1:]:
+            col = setup if len(labels) == 2 else "%s %s" % (setup, label)
+            columns.append(col)
+            for name in rows:
+                if (label, name) in ratio:
+                    cells[col, name] = ratio[label, name]
+                    if ratio[label, name] < CLIFF:
+                        cliffs.append("%s %s %.2f" % (col, name,
+                                                      ratio[label, name]))
+    header = ["workload"] + columns
+    table = [[name] + ["%.2f%s" % (cells[c, name],
+                                   "!" if cells[c, name] < CLIFF else "")
+                       if (c, name) in cells else "-" for c in columns]
+             for name in rows]
+    with open(os.path.join(args.out, "sweep.csv"), "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows(table)
+    print("\nSweep: %d repetition(s), size %s; ratio = %s time / %s time "
+          "(> 1: faster), checksums identical everywhere; setups:"
+          % (args.reps, args.size, labels[0], "/".join(labels[1:])))
+    for setup, kernel, smp, setup_args in SWEEP:
+        print("  %s: %s" % (setup, setup_text(kernel, smp, setup_args)))
+    for label, argv in configs:
+        print("  %s: %s" % (label, shlex.join(argv)))
+    print_table(header, table)
+    print("\n%s\nwrote %s/sweep.csv and each setup's logs"
+          % ("cliffs (ratio below %.2f): %s" % (CLIFF, "; ".join(cliffs))
+             if cliffs else "no ratio below %.2f" % CLIFF, args.out))
+    return 0
+
+
+def result_rows(label, rep, res, logname, sums, boot=True):
+    """The raw.csv rows of boot result RES (with its boot time if BOOT),
+    its checksums recorded in SUMS; exits if the boot or a workload failed
+    (RES None: no result)."""
     if not res or not res.ok or any(r.status for r in res.results):
         sys.exit("bench: %s failed (%s); see %s"
                  % (label, (res.error or "workload error") if res
                     else "no result", logname))
+    for r in res.results:
+        sums.setdefault(r.name, {})[label] = r.checksum
     rows = [(label, "boot", rep, res.boot_seconds)] if boot else []
     return rows + [(label, r.name, rep, r.seconds) for r in res.results]
 
 
-def run_in_turn(configs, rep, args, workloads, outdir):
+def run_in_turn(configs, rep, args, workloads, outdir, sums):
     """Boot the configurations one after the other."""
     raw = []
     for label, argv in configs:
@@ -197,7 +340,7 @@ def run_in_turn(configs, rep, args, workloads, outdir):
                                  smp=args.smp, qemu=argv[0],
                                  extra_args=argv[1:], timeout=7200, log=log)
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        raw += result_rows(label, rep, res, logname)
+        raw += result_rows(label, rep, res, logname, sums)
         raw.append((label, "cpu-user", rep,
                     after.ru_utime - before.ru_utime))
         raw.append((label, "cpu-sys", rep,
@@ -205,7 +348,7 @@ def run_in_turn(configs, rep, args, workloads, outdir):
     return raw
 
 
-def run_paired(configs, rep, cpus, args, workloads, outdir):
+def run_paired(configs, rep, cpus, args, workloads, outdir, sums):
     """Boot every configuration at once, each on a CPU of its own, once per
     workload, so that the runs compared are the ones under way at the
     same moment (a boot running all workloads in turn would drift apart
@@ -242,7 +385,7 @@ def run_paired(configs, rep, cpus, args, workloads, outdir):
         for (label, _), res in zip(configs, results):
             raw += result_rows(label, rep, res,
                                paired_log(outdir, label, rep, name),
-                               boot=name == workloads[0])
+                               sums, boot=name == workloads[0])
     return raw
 
 

@@ -627,6 +627,29 @@ def stage_guest(t, jobs):
     check_backend_share(t, exp)
     check_unmap_failure(t, exp)
     check_bench_paired(t)
+    check_bench_checksums(t)
+
+
+def check_bench_checksums(t):
+    """bench.py stops when a configuration prints another checksum than
+    the expected one: here the second configuration's kernel command line
+    (QEMU takes the last -append) runs kaddr at size "bench"."""
+    out = os.path.join(LOGDIR, "bench-checksums")
+    shutil.rmtree(out, ignore_errors=True)
+    qemu = hsptguest.QEMU_SYSTEM
+    append = "console=ttyAMA0 quiet hspt.size=bench hspt.reps=1 hspt.run=kaddr"
+    cmd = [sys.executable, os.path.join(hsptguest.REPO, "tests", "hspt",
+                                        "bench.py"),
+           "--reps", "1", "--size", "test", "--no-user",
+           "--workloads", "kaddr", "--out", out,
+           "--config", "off=" + qemu,
+           "--config", "other=%s -accel tcg,hspt=on -append '%s'"
+           % (qemu, append)]
+    rc, output = run(cmd, "bench-checksums.log", timeout=600)
+    t.add(rc != 0 and "other printed checksum(s)" in output and
+          "expected %s" % load_expected().get("kaddr") in output,
+          "bench: a configuration with another checksum stops the benchmark",
+          "rc %d: %s" % (rc, output[-300:]))
 
 
 def check_bench_paired(t):
