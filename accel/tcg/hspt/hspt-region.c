@@ -851,6 +851,7 @@ static uint32_t hspt_slot_flush_large_page(HsptSpace *sp, unsigned s,
     slot->n_blocks = n;
     if (find_next_bit(slot->mapped, va_pfn + (size_t)npages, va_pfn) <
         va_pfn + (size_t)npages) {
+        trace_hspt_flush_large_page(s, first, size);
         hspt_slot_unmap_run(sp, s, va_pfn, npages);
         qatomic_inc(&hspt_stats.large_page_flushes);
     }
