@@ -55,8 +55,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import hsptguest  # noqa: E402
 
 OUTDIR = os.path.join(hsptguest.BUILD, "bench")
-EXPECTED = os.path.join(hsptguest.REPO, "tests", "hspt", "guest",
-                        "expected.txt")
 CLIFF = 0.33
 
 # --sweep's guest setups: (label, kernel, -smp, QEMU arguments before each
@@ -204,21 +202,11 @@ def run_setup(configs, workloads, cpus, args, kernel, smp, setup_args,
     return raw
 
 
-def load_expected():
-    exp = {}
-    with open(EXPECTED) as f:
-        for line in f:
-            if line.strip() and not line.startswith("#"):
-                name, md5 = line.split()
-                exp[name] = md5
-    return exp
-
-
 def check_sums(sums, size, rep, outdir):
     """Exit unless every configuration gave each workload the same checksum
     (SUMS: {workload: {config: checksum}}), at size "test" the expected
     one."""
-    expected = load_expected() if size == "test" else {}
+    expected = hsptguest.load_expected() if size == "test" else {}
     for name, by_config in sums.items():
         want = expected.get(name) or next(iter(by_config.values()))
         wrong = {label: c for label, c in by_config.items() if c != want}

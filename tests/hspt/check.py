@@ -34,7 +34,7 @@ import hsptguest  # noqa: E402
 
 QEMU_BUILD = os.path.join(hsptguest.BUILD, "qemu")
 LOGDIR = os.path.join(hsptguest.BUILD, "check")
-EXPECTED = os.path.join(hsptguest.REPO, "tests", "hspt", "guest", "expected.txt")
+EXPECTED = hsptguest.EXPECTED
 STAGES = ["cli", "unit", "qtest", "tcg", "bare", "user", "guest", "state"]
 
 # The reference kernel whose hspt=off results define expected.txt.
@@ -531,15 +531,7 @@ def check_unmap_failure(t, exp):
           "%d vCPUs moved; see build/check/%s" % (moved, log))
 
 
-def load_expected():
-    exp = {}
-    if os.path.exists(EXPECTED):
-        with open(EXPECTED) as f:
-            for line in f:
-                if line.strip() and not line.startswith("#"):
-                    name, md5 = line.split()
-                    exp[name] = md5
-    return exp
+load_expected = hsptguest.load_expected
 
 
 def stage_user(t):

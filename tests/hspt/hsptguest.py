@@ -16,6 +16,8 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BUILD = os.path.join(REPO, "build")
 GUEST = os.path.join(BUILD, "guest")
+# md5 of each workload's output at size "test" (hspt=off, the reference kernel)
+EXPECTED = os.path.join(REPO, "tests", "hspt", "guest", "expected.txt")
 QEMU_SYSTEM = os.path.join(BUILD, "qemu-system-arm")
 QEMU_USER = os.path.join(BUILD, "qemu-arm")
 
@@ -53,6 +55,18 @@ class BootResult:
     boot_seconds: float      # host wall time from start to HSPT-BOOT
     wall_seconds: float      # host wall time of the whole QEMU run
     console: str             # everything QEMU printed
+
+
+def load_expected():
+    """{workload: md5 of its output at size "test"}; empty without the file."""
+    exp = {}
+    if os.path.exists(EXPECTED):
+        with open(EXPECTED) as f:
+            for line in f:
+                if line.strip() and not line.startswith("#"):
+                    name, md5 = line.split()
+                    exp[name] = md5
+    return exp
 
 
 def kernels():
