@@ -42,6 +42,9 @@ REFERENCE_KERNEL = "lpae-6.1"
 # Workloads that matter for -smp 4 (MTTCG): shared memory and processes.
 SMP_WORKLOADS = ["seqrw", "forkstorm", "pipering", "mmapchurn", "cow", "smc",
                  "atomics", "kaddr", "pagecache", "shpipe"]
+# Workloads for the guest setups off the default one (RAM, CPU model).
+SETUP_WORKLOADS = ["seqrw", "chase", "forkstorm", "mmapchurn", "cow", "smc",
+                   "unaligned", "atomics", "pagecache", "shpipe"]
 
 
 class Tally:
@@ -609,6 +612,7 @@ def stage_guest(t, jobs):
     check_fault_ahead(t)
     check_run_fills(t, exp)
     check_highmem(t, exp)
+    check_setups(t, exp)
     check_broadcast_flushes(t, exp)
     check_rights_merged(t, exp)
     check_sites_return(t)
@@ -782,6 +786,26 @@ def check_highmem(t, exp):
               "view mapped" % kernel,
               "%d region flushes (want < 1000), %d signals (want < 50000); "
               "see build/check/%s" % (regions, signals, log))
+
+
+def check_setups(t, exp):
+    """The guest setups of make bench-sweep that no other guest boot has:
+    RAM above 4 GiB (-m 4G: guest RAM from 1 GiB to 5 GiB, LPAE) and other
+    CPU models. The results must be those of hspt=off, with the direct path
+    in use."""
+    for label, kernel, args in [("-m 4G", "lpae-6.12", ["-m", "4G"]),
+                                ("-cpu cortex-a7", "armmp-6.1",
+                                 ["-cpu", "cortex-a7"]),
+                                ("-cpu max", "lpae-6.1", ["-cpu", "max"])]:
+        log = "guest-setup-%s-%s.log" % (kernel, args[1])
+        res = boot_hspt_stats(log, SETUP_WORKLOADS, kernel=kernel,
+                              extra_args=args)
+        check_boot(t, "%s hspt %s" % (kernel, label), res, SETUP_WORKLOADS,
+                   exp)
+        fills = first_int(r"^fills: (\d+) pages", res.console, -1)
+        t.add(res.ok and fills > 0,
+              "guest: %s hspt %s: shadow used (info hspt)" % (kernel, label),
+              "%d fills; see build/check/%s" % (fills, log))
 
 
 def check_broadcast_flushes(t, exp):
