@@ -43,7 +43,7 @@ export HSPT_CACHE
 all: qemu
 
 help:
-	@sed -n '3,8p' Makefile | sed 's/^# //'
+	@sed -n '3,9p' Makefile | sed 's/^# //'
 
 deps:
 	@$(REPO)/scripts/install-deps.sh --check || $(REPO)/scripts/install-deps.sh
