@@ -29,8 +29,8 @@ a faster wrong answer is not a result, so bench stops there.
 --sweep runs the configurations at several guest setups other than the
 default one (more RAM and highmem, RAM above 4 GiB, other CPUs, -smp 2
 and 4; see SWEEP) and prints one ratio table with a column per setup,
-marking ratios below CLIFF (0.33) with "!": a cliff that the default setup does
-not show (both of 0.7.3's fixes were found off the default setup).
+marking ratios below CLIFF (0.33) with "!": a cliff that the default
+setup does not show (both of 0.7.3's fixes were found off it).
 Setups with one vCPU run --paired if asked; the SMP ones always run in
 turn, so that each QEMU has all host CPUs. `make bench-sweep` runs it at
 size "test", one repetition.
@@ -181,8 +181,7 @@ def run_setup(configs, workloads, cpus, args, kernel, smp, setup_args,
     (config, workload, rep, seconds)."""
     configs = [(label, argv[:1] + setup_args + argv[1:])
                for label, argv in configs]
-    run = dict(vars(args), kernel=kernel, smp=smp)
-    run = argparse.Namespace(**run)
+    run = argparse.Namespace(**dict(vars(args), kernel=kernel, smp=smp))
     raw = []
     for rep in range(1, args.reps + 1):
         sums = {}
