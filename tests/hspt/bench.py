@@ -182,6 +182,7 @@ def run_setup(configs, workloads, cpus, args, kernel, smp, setup_args,
     configs = [(label, argv[:1] + setup_args + argv[1:])
                for label, argv in configs]
     run = argparse.Namespace(**dict(vars(args), kernel=kernel, smp=smp))
+    expected = hsptguest.load_expected() if args.size == "test" else {}
     raw = []
     for rep in range(1, args.reps + 1):
         sums = {}
@@ -190,7 +191,7 @@ def run_setup(configs, workloads, cpus, args, kernel, smp, setup_args,
                               sums)
         else:
             raw += run_in_turn(configs, rep, run, workloads, outdir, sums)
-        check_sums(sums, args.size, rep, outdir)
+        check_sums(sums, expected, rep, outdir)
         if not args.no_user and os.path.exists(hsptguest.QEMU_USER):
             for name in workloads:
                 if name in hsptguest.USER_MODE_WORKLOADS:
@@ -201,11 +202,10 @@ def run_setup(configs, workloads, cpus, args, kernel, smp, setup_args,
     return raw
 
 
-def check_sums(sums, size, rep, outdir):
+def check_sums(sums, expected, rep, outdir):
     """Exit unless every configuration gave each workload the same checksum
-    (SUMS: {workload: {config: checksum}}), at size "test" the expected
-    one."""
-    expected = hsptguest.load_expected() if size == "test" else {}
+    (SUMS: {workload: {config: checksum}}), the one in EXPECTED if it has
+    one (at size "test")."""
     for name, by_config in sums.items():
         want = expected.get(name) or next(iter(by_config.values()))
         wrong = {label: c for label, c in by_config.items() if c != want}
@@ -259,7 +259,7 @@ def sweep(configs, workloads, cpus, args):
     ratios with a column per (setup, configuration but the baseline)."""
     labels = [c[0] for c in configs]
     rows = ["boot"] + workloads
-    columns, cells, cliffs = [], {}, []
+    columns, cells = [], {}
     for setup, kernel, smp, setup_args in SWEEP:
         outdir = os.path.join(args.out, setup)
         os.makedirs(outdir, exist_ok=True)
@@ -275,9 +275,8 @@ def sweep(configs, workloads, cpus, args):
             for name in rows:
                 if (label, name) in ratio:
                     cells[col, name] = ratio[label, name]
-                    if ratio[label, name] < CLIFF:
-                        cliffs.append("%s %s %.2f" % (col, name,
-                                                      ratio[label, name]))
+    cliffs = ["%s %s %.2f" % (col, name, r)
+              for (col, name), r in cells.items() if r < CLIFF]
     header = ["workload"] + columns
     table = [[name] + ["%.2f%s" % (cells[c, name],
                                    "!" if cells[c, name] < CLIFF else "")

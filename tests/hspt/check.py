@@ -35,6 +35,7 @@ import hsptguest  # noqa: E402
 QEMU_BUILD = os.path.join(hsptguest.BUILD, "qemu")
 LOGDIR = os.path.join(hsptguest.BUILD, "check")
 EXPECTED = hsptguest.EXPECTED
+BENCH = os.path.join(hsptguest.REPO, "tests", "hspt", "bench.py")
 STAGES = ["cli", "unit", "qtest", "tcg", "bare", "user", "guest", "state"]
 
 # The reference kernel whose hspt=off results define expected.txt.
@@ -634,9 +635,7 @@ def check_bench_checksums(t):
     shutil.rmtree(out, ignore_errors=True)
     qemu = hsptguest.QEMU_SYSTEM
     append = "console=ttyAMA0 quiet hspt.size=bench hspt.reps=1 hspt.run=kaddr"
-    cmd = [sys.executable, os.path.join(hsptguest.REPO, "tests", "hspt",
-                                        "bench.py"),
-           "--reps", "1", "--size", "test", "--no-user",
+    cmd = [sys.executable, BENCH, "--reps", "1", "--size", "test", "--no-user",
            "--workloads", "kaddr", "--out", out,
            "--config", "off=" + qemu,
            "--config", "other=%s -accel tcg,hspt=on -append '%s'"
@@ -655,10 +654,8 @@ def check_bench_paired(t):
     out = os.path.join(LOGDIR, "bench-paired")
     shutil.rmtree(out, ignore_errors=True)  # no logs of an earlier run
     qemu = hsptguest.QEMU_SYSTEM
-    cmd = [sys.executable, os.path.join(hsptguest.REPO, "tests", "hspt",
-                                        "bench.py"),
-           "--paired", "--reps", "2", "--size", "test", "--no-user",
-           "--workloads", "seqrw", "--out", out,
+    cmd = [sys.executable, BENCH, "--paired", "--reps", "2", "--size", "test",
+           "--no-user", "--workloads", "seqrw", "--out", out,
            "--config", "off=" + qemu,
            "--config", "on=%s -accel tcg,hspt=on" % qemu]
     rc, output = run(cmd, "bench-paired.log", timeout=900)
