@@ -25,8 +25,10 @@
 #include "hspt-internal.h"
 #include "trace.h"
 
+#include <asm/prctl.h>
 #include <sys/auxv.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 
 #ifndef HWCAP2_FSGSBASE
 #define HWCAP2_FSGSBASE (1 << 1)
@@ -75,6 +77,14 @@ static int64_t hspt_nursery_ns;
 static uint64_t hspt_vma_budget;
 static struct sigaction hspt_prev_segv;
 bool hspt_base_in_gs;
+/*
+ * QEMU_HSPT_GS_BY_SYSCALL=1, for tests on hosts without FSGSBASE: generated
+ * code takes its %gs form, which hosts with FSGSBASE run, and a switch of
+ * space sets %gs with arch_prctl() instead of wrgsbase (slower: a system
+ * call per switch). Some hypervisors let wrgsbase run in a guest whose
+ * kernel does not save the base, so it is never used without the hwcap.
+ */
+static bool hspt_gs_by_syscall;
 /* Without wrgsbase: the current space's slot bases, for generated code. */
 static __thread uintptr_t hspt_tls_slot_base[HSPT_MAX_SLOTS];
 intptr_t hspt_tls_slot_base_ofs;
@@ -241,7 +251,12 @@ static void hspt_set_code_base(void *base)
     if (cur_base == base) {
         return;
     }
-    if (hspt_base_in_gs) {
+    if (hspt_gs_by_syscall) {
+        /* Checked at startup; the base is a user address. */
+        if (syscall(SYS_arch_prctl, ARCH_SET_GS, (uintptr_t)base)) {
+            abort();
+        }
+    } else if (hspt_base_in_gs) {
         asm volatile("wrgsbase %0" : : "r"(base) : "memory");
     } else {
         /* Generated code assumes the offset every thread has. */
@@ -2358,9 +2373,11 @@ void hspt_format_info(GString *buf)
 #define STAT(name) qatomic_read(&hspt_stats.name)
     g_string_append_printf(buf,
         "HSPT on: organisation %s, %u space(s) per vCPU, %u shadowed "
-        "view(s) per space, prefill window %u, nursery %u us\n",
+        "view(s) per space, prefill window %u, nursery %u us, %s\n",
         hspt_organisation_name(), hspt_nspaces, hspt_nslots,
-        hspt_config.window, hspt_config.nursery_us);
+        hspt_config.window, hspt_config.nursery_us,
+        hspt_base_in_gs ? "space base in %gs"
+                        : "slot bases in thread-local storage (no wrgsbase)");
     g_string_append_printf(buf,
         "fills: %" PRIu64 " pages, %" PRIu64 " large pages or sections, %"
         PRIu64 " runs of pages next to clean ones\n",
@@ -2480,6 +2497,15 @@ bool hspt_region_init(unsigned max_cpus, uint16_t idx_mask, unsigned nspaces,
     qemu_mutex_init(&hspt_lock);
     hspt_sites_init();
     hspt_base_in_gs = getauxval(AT_HWCAP2) & HWCAP2_FSGSBASE;
+    if (!hspt_base_in_gs && getenv("QEMU_HSPT_GS_BY_SYSCALL")) {
+        /* This thread's %gs is unused (0): setting it again must work. */
+        if (syscall(SYS_arch_prctl, ARCH_SET_GS, 0UL)) {
+            error_setg_errno(errp, errno, "hspt=on: QEMU_HSPT_GS_BY_SYSCALL "
+                             "set, but arch_prctl(ARCH_SET_GS) fails");
+            return false;
+        }
+        hspt_base_in_gs = hspt_gs_by_syscall = true;
+    }
     hspt_tls_slot_base_ofs = (uintptr_t)hspt_tls_slot_base - hspt_fs_base();
     if (!hspt_base_in_gs &&
         hspt_tls_slot_base_ofs != (int32_t)hspt_tls_slot_base_ofs) {
