@@ -375,6 +375,16 @@ def build_bare_elf(test, name, cflags=(), fatal_exceptions=True):
     return elf if rc == 0 else None
 
 
+def bare_elf_or_fail(t, stage, test):
+    """build_bare_elf(TEST, TEST), or None after a failed check of STAGE
+    that points at the build log."""
+    elf = build_bare_elf(test, test)
+    if not elf:
+        t.add(False, "%s: build %s" % (stage, test),
+              "see build/check/bare-build-%s.log" % test)
+    return elf
+
+
 def stage_bare(t):
     """tlbi-test on two and on four vCPUs (MTTCG): no stale translation
     after a TLBI, with short-descriptor and with LPAE page tables."""
@@ -488,10 +498,8 @@ def check_big_endian(t):
     shadow-mapped before the first big-endian access, so the direct path
     (movbe on this backend) does them. A direct path that dropped the byte
     swap fails every load there."""
-    elf = build_bare_elf("endian-test", "endian-test")
+    elf = bare_elf_or_fail(t, "bare", "endian-test")
     if not elf:
-        t.add(False, "bare: build endian-test",
-              "see build/check/bare-build-endian-test.log")
         return
     for label, accel in BARE_CONFIGS[:2]:
         log = "bare-endian-%s.log" % label.replace("=", "-")
@@ -1522,10 +1530,8 @@ def check_migration_bare(t):
     after one second and 4 dirty syncs, then told through its console to
     stop: a page whose store the dirty log missed lags behind the counter
     at the destination. Also from hspt=off to hspt=off, the reference."""
-    elf = build_bare_elf("migrate-test", "migrate-test")
+    elf = bare_elf_or_fail(t, "state", "migrate-test")
     if not elf:
-        t.add(False, "state: build migrate-test",
-              "see build/check/bare-build-migrate-test.log")
         return
     for label, accel in BARE_CONFIGS[:2]:
         name = ("state: migrate-test, %s to %s: no store lost"
@@ -1646,10 +1652,8 @@ def check_gdb_watchpoints(t):
     hspt=off, the reference."""
     import tempfile
 
-    elf = build_bare_elf("watch-test", "watch-test")
+    elf = bare_elf_or_fail(t, "state", "watch-test")
     if not elf:
-        t.add(False, "state: build watch-test",
-              "see build/check/bare-build-watch-test.log")
         return
     watched = elf_symbol(elf, "watched")
     stop_flag = elf_symbol(elf, "stop_flag")
