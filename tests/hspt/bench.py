@@ -22,6 +22,12 @@ Writes raw.csv (every run), summary.csv, ratios.png (gnuplot) and the
 boot logs to build/bench, or to the directory given with --out (so that
 one run's results need not replace another's).
 
+Before and after the runs it measures what the host charges for the
+system calls, faults and signals a shadow page costs (tests/hspt/hostcost,
+pinned) and prints them under the table (hostcost.csv): HSPT's ratios
+follow those costs, which drift on a shared host, more than anything in
+QEMU.
+
 Every configuration of a repetition must print the same checksum for each
 workload, and at size "test" the one in tests/hspt/guest/expected.txt:
 a faster wrong answer is not a result, so bench stops there.
@@ -69,6 +75,10 @@ SWEEP = [
     ("smp4", "armmp-6.1", 4, ["-m", "1G"]),
 ]
 DEBIAN_QEMU = "/usr/bin/qemu-system-arm"
+HOSTCOST_SRC = os.path.join(hsptguest.REPO, "tests", "hspt", "hostcost",
+                            "hostcost.c")
+# Pages per hostcost run: about a second on the slowest host seen.
+HOSTCOST_PAGES = 5000
 
 
 def default_configs():
@@ -127,11 +137,13 @@ def main():
         sys.exit("bench: --paired needs a host CPU per configuration "
                  "(%d configurations, %d CPUs)" % (len(configs), len(cpus)))
     os.makedirs(args.out, exist_ok=True)
+    costs_before = host_costs(args.out, cpus[-1])
     if args.sweep:
-        return sweep(configs, workloads, cpus, args)
+        return sweep(configs, workloads, cpus, args, costs_before)
 
     raw = run_setup(configs, workloads, cpus, args, args.kernel, args.smp,
                     [], args.paired, args.out)
+    costs_after = host_costs(args.out, cpus[-1])
     labels = [c[0] for c in configs]
     if any(r[0] == "user" for r in raw):
         labels.append("user")
@@ -169,8 +181,10 @@ def main():
     for label, argv in configs:
         print("  %s: %s" % (label, shlex.join(argv)))
     print_table(header, table)
+    print_host_costs(costs_before, costs_after, outdir)
     plot(labels, rows, ratio, outdir)
-    print("\nwrote %s/raw.csv, summary.csv, ratios.png" % outdir)
+    print("\nwrote %s/raw.csv, summary.csv, ratios.png%s" % (
+        outdir, ", hostcost.csv" if costs_before or costs_after else ""))
     return 0
 
 
@@ -244,6 +258,52 @@ def medians_and_ratios(raw, labels, rows, paired, reps):
     return med, ratio
 
 
+def host_costs(outdir, cpu):
+    """What this host charges now for the operations a shadow page costs:
+    tests/hspt/hostcost's lines as {label: microseconds}, run pinned to
+    CPU; empty (with a note) if it does not build or run. HSPT's ratios
+    move with these figures more than with anything in QEMU, so every
+    bench prints them."""
+    exe = os.path.join(outdir, "hostcost")
+    try:
+        if (not os.path.exists(exe) or
+                os.path.getmtime(exe) < os.path.getmtime(HOSTCOST_SRC)):
+            subprocess.run(["cc", "-O2", "-o", exe, HOSTCOST_SRC],
+                           check=True, capture_output=True)
+        out = subprocess.run([exe, str(HOSTCOST_PAGES)], check=True,
+                             capture_output=True, text=True,
+                             preexec_fn=lambda: os.sched_setaffinity(0, [cpu]),
+                             timeout=300).stdout
+    except (OSError, subprocess.SubprocessError) as e:
+        print("bench: no host costs (%s)" % e, file=sys.stderr)
+        return {}
+    costs = {}
+    for line in out.splitlines():
+        label, _, value = line.rstrip().rpartition(" ")
+        if value == "us":
+            label, _, value = label.rstrip().rpartition(" ")
+            costs[label.strip()] = float(value)
+    return costs
+
+
+def print_host_costs(before, after, outdir):
+    """The host costs measured before and after the runs, also written to
+    OUTDIR/hostcost.csv."""
+    if not before and not after:
+        return
+    labels = list(before) + [l for l in after if l not in before]
+    table = [[l] + ["%.2f" % c[l] if l in c else "-" for c in (before, after)]
+             for l in labels]
+    header = ["host cost (us)", "before", "after"]
+    with open(os.path.join(outdir, "hostcost.csv"), "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows(table)
+    print("\nHost costs (tests/hspt/hostcost, %d pages, pinned), before and "
+          "after the runs:" % HOSTCOST_PAGES)
+    print_table(header, table)
+
+
 def print_table(header, table):
     widths = [max(len(str(x)) for x in col) for col in zip(header, *table)]
     for row in [header] + table:
@@ -254,9 +314,10 @@ def setup_text(kernel, smp, setup_args):
     return " ".join([kernel, "-smp", str(smp)] + setup_args)
 
 
-def sweep(configs, workloads, cpus, args):
+def sweep(configs, workloads, cpus, args, costs_before):
     """--sweep: every configuration at every setup of SWEEP; one table of
-    ratios with a column per (setup, configuration but the baseline)."""
+    ratios with a column per (setup, configuration but the baseline).
+    COSTS_BEFORE: host_costs() before the first setup."""
     labels = [c[0] for c in configs]
     rows = ["boot"] + workloads
     columns, cells = [], {}
@@ -294,6 +355,7 @@ def sweep(configs, workloads, cpus, args):
     for label, argv in configs:
         print("  %s: %s" % (label, shlex.join(argv)))
     print_table(header, table)
+    print_host_costs(costs_before, host_costs(args.out, cpus[-1]), args.out)
     print("\n%s\nwrote %s/sweep.csv and each setup's logs"
           % ("cliffs (ratio below %.2f): %s" % (CLIFF, "; ".join(cliffs))
              if cliffs else "no ratio below %.2f" % CLIFF, args.out))

@@ -98,10 +98,10 @@ int main(int argc, char **argv)
           MAP(i, RW, MAP_POPULATE, (i + 1) % n));
     TIMED("first store after MAP_POPULATE", SHADOW(i)[0]++);
     TIMED("mmap over a mapped page", MAP(i, RW, 0, i));
-    TIMED("first store after it", SHADOW(i)[0]++);
+    TIMED("first store after that mmap", SHADOW(i)[0]++);
     TIMED("mprotect read-only", mprotect(SHADOW(i), PAGE, PROT_READ));
     TIMED("mprotect read-write", mprotect(SHADOW(i), PAGE, RW));
-    TIMED("first store after it", SHADOW(i)[0]++);
+    TIMED("first store after mprotect read-write", SHADOW(i)[0]++);
     TIMED("mprotect PROT_NONE (parking)",
           mprotect(SHADOW(i), PAGE, PROT_NONE));
     TIMED("mmap of the reservation over a page (unmap)",
