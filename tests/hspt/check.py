@@ -288,31 +288,38 @@ def check_plugin_variants(t, tdir, wrapper):
         for plugin in plugins:
             variant = "%s-with-lib%s.so" % (name, plugin)
             pout = os.path.join(tdir, variant + ".pout")
-            off = None
-            if os.path.exists(pout):
-                with open(pout, errors="replace") as f:
-                    off = f.read()
-                os.unlink(pout)
+            off = read_text(pout)
+            if off is not None:
+                os.unlink(pout)     # so that a run that writes none fails
             rc, out = run(["make", "-C", tdir, "SRC_PATH=" +
                            os.path.join(hsptguest.BUILD, "src"),
                            "QEMU=" + wrapper, "run-plugin-" + variant],
                           "tcg-hspt-plugin-%s.log" % variant, timeout=600,
                           env={"QEMU_HSPT_STATS": "1"})
-            on = None
-            if os.path.exists(pout):
-                with open(pout, errors="replace") as f:
-                    on = f.read()
+            on = read_text(pout)
             fills = first_int(r"^fills: (\d+) pages", out)
-            same = name == "interrupt" or (off is not None and on == off)
-            t.add(rc == 0 and fills > 0 and on is not None and same,
+            if on is None:
+                verdict, ok = "missing", False
+            elif on == off:
+                verdict, ok = "as with hspt=off", True
+            elif name == "interrupt":
+                verdict, ok = "not compared", True
+            else:
+                verdict, ok = "differs from hspt=off's", False
+            t.add(rc == 0 and fills > 0 and ok,
                   "tcg: %s with hspt=on, plugin output as with hspt=off"
                   % variant,
                   "rc=%d fills=%d, output %s; see "
                   "build/check/tcg-hspt-plugin-%s.log"
-                  % (rc, fills, "missing" if on is None else
-                     "as with hspt=off" if on == off else
-                     "not compared" if name == "interrupt" else
-                     "differs from hspt=off's", variant))
+                  % (rc, fills, verdict, variant))
+
+
+def read_text(path):
+    """PATH's text, or None if it does not exist."""
+    if not os.path.exists(path):
+        return None
+    with open(path, errors="replace") as f:
+        return f.read()
 
 
 def plugin_access_digest(tdir, label, accel_args):
@@ -387,9 +394,10 @@ def first_int(pattern, text, default=0):
     return int(m.group(1)) if m else default
 
 
-def run_tlbi_test(elf, accel, log, env, smp=2):
-    """Run the bare-metal tlbi-test ELF on -M virt with ACCEL (arguments),
-    SMP vCPUs and ENV added; return (rc, output) as run() does."""
+def run_bare_test(elf, accel, log, env, smp=2):
+    """Run a bare-metal test ELF (tlbi-test, endian-test) on -M virt with
+    ACCEL (arguments), SMP vCPUs and ENV added; return (rc, output) as
+    run() does."""
     return run([hsptguest.QEMU_SYSTEM, "-M", "virt", "-cpu", "max",
                 "-smp", str(smp), "-display", "none", "-monitor", "none",
                 "-serial", "stdio", "-kernel", elf] + accel,
@@ -440,12 +448,12 @@ def stage_bare(t):
             name = "tlbi-test (%s), %s" % (fmt, label)
             # Broadcasts must reach every other vCPU, not just one.
             log4 = "bare-tlbi-%s-%s-smp4.log" % (fmt, label.replace("=", "-"))
-            rc, out = run_tlbi_test(elf, accel, log4, {}, smp=4)
+            rc, out = run_bare_test(elf, accel, log4, {}, smp=4)
             t.add(rc == 0 and "\nTLBI OK" in out and "FAIL" not in out and
                   ", 4 vCPUs\n" in out, "bare: %s, 4 vCPUs" % name,
                   "rc=%d, see build/check/%s" % (rc, log4))
             log = "bare-tlbi-%s-%s.log" % (fmt, label.replace("=", "-"))
-            rc, out = run_tlbi_test(elf, accel, log, {"QEMU_HSPT_STATS": "1"})
+            rc, out = run_bare_test(elf, accel, log, {"QEMU_HSPT_STATS": "1"})
             t.add(rc == 0 and "\nTLBI OK" in out and "FAIL" not in out and
                   ", 2 vCPUs\n" in out, "bare: %s, 2 vCPUs" % name,
                   "rc=%d, see build/check/%s" % (rc, log))
@@ -521,7 +529,7 @@ def check_base_in_gs(t):
             if not os.path.exists(elf):
                 t.add(False, name, "no %s" % elf)
                 continue
-            rc, out = run_tlbi_test(elf, ["-accel", accel], log,
+            rc, out = run_bare_test(elf, ["-accel", accel], log,
                                     GS_BY_SYSCALL, smp=4)
             switches = first_int(r"^context switches: (\d+)", out)
             t.add(rc == 0 and "\nTLBI OK" in out and "FAIL" not in out and
@@ -544,11 +552,8 @@ def check_big_endian(t):
         return
     for label, accel in BARE_CONFIGS[:2]:
         log = "bare-endian-%s.log" % label.replace("=", "-")
-        rc, out = run([hsptguest.QEMU_SYSTEM, "-M", "virt",
-                       "-cpu", "cortex-a15", "-display", "none",
-                       "-monitor", "none", "-serial", "stdio",
-                       "-kernel", elf] + accel, log, timeout=60,
-                      env={"QEMU_HSPT_STATS": "1"})
+        rc, out = run_bare_test(elf, accel, log, {"QEMU_HSPT_STATS": "1"},
+                                smp=1)
         fills = first_int(r"^fills: (\d+) pages", out)
         t.add(rc == 0 and "ENDIAN PASS" in out and "FAIL" not in out and
               (fills > 0 or not accel),
@@ -589,7 +594,7 @@ def check_bookkeeping_exhausted(t):
     log = "bare-tlbi-lpae-no-spaces.log"
     # One slot's RAM-page array: 4 GiB of guest pages, 4 bytes each.
     fail_env = {"LD_PRELOAD": shim, "HSPT_FAIL_MMAP_SIZE": str(4 << 20)}
-    rc, out = run_tlbi_test(elf, ["-accel", "tcg,hspt=on"], log,
+    rc, out = run_bare_test(elf, ["-accel", "tcg,hspt=on"], log,
                             dict(fail_env, QEMU_HSPT_STATS="1",
                                  HSPT_FAIL_MMAP_AFTER="6"))
     unused = first_int(r"^mmap errors: \d+, (\d+) spaces left unused", out)
@@ -599,7 +604,7 @@ def check_bookkeeping_exhausted(t):
           % (rc, unused, log))
     # Not even a vCPU's first space: an error at startup, not a crash.
     log = "bare-tlbi-lpae-no-space.log"
-    rc, out = run_tlbi_test(elf, ["-accel", "tcg,hspt=on"], log,
+    rc, out = run_bare_test(elf, ["-accel", "tcg,hspt=on"], log,
                             dict(fail_env, HSPT_FAIL_MMAP_AFTER="0"), smp=1)
     t.add(rc == 1 and "cannot allocate shadow bookkeeping for vCPU 0" in out,
           "bare: hspt=on without memory for any space exits with an error",
@@ -625,7 +630,7 @@ def check_base_without_wrgsbase(t):
             t.add(False, name, "see build/check/build-preload.log")
             continue
         log = "bare-tlbi-%s-tls-base.log" % fmt
-        rc, out = run_tlbi_test(elf, ["-accel", "tcg,hspt=on"], log,
+        rc, out = run_bare_test(elf, ["-accel", "tcg,hspt=on"], log,
                                 no_fsgsbase)
         switches = first_int(r"^context switches: (\d+)", out)
         t.add(rc == 0 and "\nTLBI OK" in out and "FAIL" not in out and
@@ -658,7 +663,7 @@ def check_unmap_failure_bare(t):
                 t.add(False, name, "see build/check/build-preload.log")
                 continue
             log = "bare-tlbi-%s-unmap-fails-%s.log" % (fmt, after)
-            rc, out = run_tlbi_test(elf, ["-accel", "tcg,hspt=on",
+            rc, out = run_bare_test(elf, ["-accel", "tcg,hspt=on",
                                           "-trace", "hspt_unmap_error"], log,
                                     {"LD_PRELOAD": shim,
                                      "HSPT_FAIL_RESERVE_AFTER": after,

@@ -12,6 +12,7 @@
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "bare.h"
@@ -127,9 +128,9 @@ void cpu_main(uint32_t cpu)
         failures += expect("strex status", out[R_STREX], 0);
         failures += expect("strex", be_bytes(0x60, 4), 0xcafef00du);
         for (unsigned i = 0x80; i < sizeof(stored); i++) {
-            uint8_t want = (i >= 0x84 && i < 0x90) || i == 0x92 ||
-                           i == 0x93 || (i >= 0x94 && i < 0x98)
-                           ? pattern(i, round) : stored[i];
+            /* be_round() leaves the gaps between its stores alone. */
+            bool gap = (i >= 0x84 && i < 0x90) || (i >= 0x92 && i < 0x98);
+            uint8_t want = gap ? pattern(i, round) : stored[i];
 
             failures += expect("byte after big-endian stores", buf[i], want);
         }
