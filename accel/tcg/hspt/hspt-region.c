@@ -254,6 +254,9 @@ static void hspt_set_code_base(void *base)
     if (hspt_gs_by_syscall) {
         /* Checked at startup; the base is a user address. */
         if (syscall(SYS_arch_prctl, ARCH_SET_GS, (uintptr_t)base)) {
+            /* Generated code would run with another space's base. */
+            error_report("hspt: arch_prctl(ARCH_SET_GS, %p): %s", base,
+                         strerror(errno));
             abort();
         }
     } else if (hspt_base_in_gs) {
