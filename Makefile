@@ -23,7 +23,7 @@ HSPT_VERSION := $(shell cat $(REPO)/VERSION)
 QEMU_BUILD := $(BUILD)/qemu
 QEMU_CONFIGURE_ARGS := --target-list=arm-softmmu,arm-linux-user \
 	--disable-install-blobs --disable-docs --disable-tools \
-	--disable-guest-agent --python=$(PYTHON) \
+	--disable-guest-agent --enable-seccomp --python=$(PYTHON) \
 	--cross-prefix-arm=arm-linux-gnueabihf- \
 	--firmwarepath=/usr/share/qemu:/usr/lib/ipxe/qemu \
 	'--with-pkgversion=qemu-hspt $(HSPT_VERSION)' $(EXTRA_QEMU_CONFIGURE)

@@ -12,6 +12,8 @@ set -euo pipefail
 build_pkgs=(
     build-essential ninja-build pkg-config git
     libglib2.0-dev libpixman-1-dev libfdt-dev zlib1g-dev
+    # -sandbox, as in Debian's qemu-system-arm
+    libseccomp-dev
     flex bison python3 python3-venv dpkg-dev
     gcc-arm-linux-gnueabihf libc6-dev-armhf-cross
     ccache cpio xz-utils gnuplot-nox

@@ -377,6 +377,11 @@ BAREMETAL = os.path.join(hsptguest.REPO, "tests", "hspt", "baremetal")
 # hspt-nursery=1000000 keeps every context but the first in the nursery
 # for the whole test; thread=single runs all vCPUs on one thread, which
 # must point generated code at each vCPU's space as it takes turns.
+# QEMU's seccomp filter with every group of system calls denied: the
+# shadow's mmap/mprotect calls and its SIGSEGV handler must get through.
+SANDBOX_ALL = ("on,obsolete=deny,elevateprivileges=deny,spawn=deny,"
+               "resourcecontrol=deny")
+
 BARE_CONFIGS = [
     ("hspt=off", []),
     ("hspt=on", ["-accel", "tcg,hspt=on"]),
@@ -387,6 +392,7 @@ BARE_CONFIGS = [
     # The SIGSEGV handler finds the TB from the executable view's PC.
     ("split-wx=on", ["-accel", "tcg,hspt=on,split-wx=on"]),
     ("one-insn-per-tb=on", ["-accel", "tcg,hspt=on,one-insn-per-tb=on"]),
+    ("-sandbox", ["-accel", "tcg,hspt=on", "-sandbox", SANDBOX_ALL]),
 ]
 
 
@@ -958,12 +964,14 @@ def check_highmem(t, exp):
 
 
 def check_setups(t, exp):
-    """Guest setups that no other guest boot has, most of them
-    make bench-sweep's: RAM above 4 GiB (-m 4G: guest RAM from 1 GiB to 5 GiB, LPAE) and other
-    CPU models; generated code's %gs form (see check_base_in_gs); and
-    split-wx=on (code run from a second view of the code buffer, so the
-    SIGSEGV handler sees PCs there, also in TBs dropped to softmmu). The
-    results must be those of hspt=off, with the direct path in use."""
+    """Guest setups that no other guest boot has, most of them make
+    bench-sweep's: RAM above 4 GiB (-m 4G: guest RAM from 1 GiB to 5 GiB,
+    LPAE) and other CPU models; generated code's %gs form (see
+    check_base_in_gs); split-wx=on (code run from a second view of the
+    code buffer, so the SIGSEGV handler sees PCs there, also in TBs
+    dropped to softmmu); and QEMU's seccomp sandbox with every group
+    denied. The results must be those of hspt=off, with the direct path in
+    use."""
     for label, kernel, args, env, accel in [
             ("-m 4G", "lpae-6.12", ["-m", "4G"], None, HSPT_ON),
             ("-cpu cortex-a7", "armmp-6.1", ["-cpu", "cortex-a7"], None,
@@ -972,7 +980,9 @@ def check_setups(t, exp):
             ("-smp 2, %gs form", "lpae-6.1", ["-smp", "2"], GS_BY_SYSCALL,
              HSPT_ON),
             ("-smp 2, split-wx=on", "armmp-6.1", ["-smp", "2"], None,
-             HSPT_ON + ",split-wx=on")]:
+             HSPT_ON + ",split-wx=on"),
+            ("-sandbox", "lpae-6.1", ["-sandbox", SANDBOX_ALL], None,
+             HSPT_ON)]:
         log = "guest-setup-%s-%s.log" % (
             kernel, re.sub(r"[^\w.]+", "-", label).strip("-"))
         res = boot_hspt_stats(log, SETUP_WORKLOADS, kernel=kernel,
