@@ -19,6 +19,7 @@ Ends with "N passed, N failed" and exits 1 if anything failed.
 import argparse
 import concurrent.futures
 import csv
+import errno
 import hashlib
 import json
 import os
@@ -797,6 +798,7 @@ def stage_guest(t, jobs):
     check_vma_estimate(t)
     check_vma_budget(t, exp)
     check_backend_share(t, exp)
+    check_file_backend_private(t, exp)
     check_unmap_failure(t, exp)
     check_bench_paired(t)
     check_bench_checksums(t)
@@ -1463,6 +1465,49 @@ def check_backend_share(t, exp):
         t.add(res.ok and ok, "guest: %s: %s" % (label, what),
               "%d + %d warnings, %d fills, %d signals; see build/check/%s"
               % (warned, noticed, fills, signals, log))
+
+
+def file_has_data(path):
+    """Whether the sparse file PATH holds any data (a written block)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.lseek(fd, 0, os.SEEK_DATA)
+        return True
+    except OSError as e:
+        if e.errno == errno.ENXIO:
+            return False
+        raise
+    finally:
+        os.close(fd)
+
+
+def check_file_backend_private(t, exp):
+    """A memory-backend-file without share=on maps its file privately, as
+    in stock QEMU: the guest's writes must not reach the file. hspt=on
+    leaves such a backend share=off (on softmmu, with the warning); up to
+    0.7.5 it made every backend shared, and a guest run wrote 63 MiB of
+    its RAM into the user's file."""
+    workloads = ["seqrw", "cow"]
+    warning = "hspt: memory backend 'ram0' stays on softmmu: it is not shared"
+    ram_file = os.path.join(LOGDIR, "file-backend.ram")
+    log = "guest-file-backend.log"
+    with open(ram_file, "wb") as f:
+        f.truncate(512 << 20)
+    with open(os.path.join(LOGDIR, log), "w") as f:
+        res = hsptguest.boot(
+            "lpae-6.1", workloads, log=f, env={"QEMU_HSPT_STATS": "1"},
+            extra_args=["-accel", "tcg,hspt=on", "-object",
+                        "memory-backend-file,id=ram0,size=512M,mem-path=" +
+                        ram_file, "-machine", "memory-backend=ram0"])
+    label = "lpae-6.1 hspt, file RAM backend without share=on"
+    check_boot(t, label, res, workloads, exp)
+    written = file_has_data(ram_file)
+    os.unlink(ram_file)
+    t.add(res.ok and not written and res.console.count(warning) == 1,
+          "guest: %s: the file is left as it was" % label,
+          "file %s, %d warnings; see build/check/%s"
+          % ("written" if written else "untouched",
+             res.console.count(warning), log))
 
 
 MIGRATION_WORKLOADS = ["seqrw", "cow", "chase", "mmapchurn", "pagecache",

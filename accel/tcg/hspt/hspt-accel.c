@@ -215,11 +215,13 @@ int hspt_init_machine(MachineState *ms, Error **errp)
         return -EINVAL;
     }
     /*
-     * Shadow pages map the guest-RAM file: make every memory backend
-     * created from now on (the default one too) a shared memfd. An
-     * explicit share=off still wins; that RAM then stays on softmmu.
+     * Shadow pages map the guest-RAM file: make anonymous RAM backends
+     * created from now on (the default one too) a shared memfd, which
+     * nothing else can see. File backends keep share=off unless told
+     * otherwise: shared, the guest's writes would reach the user's file.
+     * An explicit share=off wins; that RAM then stays on softmmu.
      */
-    object_register_sugar_prop(TYPE_MEMORY_BACKEND, "share", "on", false);
+    object_register_sugar_prop(TYPE_MEMORY_BACKEND_RAM, "share", "on", false);
     ram_block_notifier_add(&hspt_ram_notifier);
     if (!hspt_region_init(ms->smp.max_cpus, HSPT_SHADOW_IDX_MASK,
                            hspt_spaces_per_cpu(), errp)) {
