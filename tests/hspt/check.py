@@ -1202,6 +1202,22 @@ def shadow_vmas(pid, ranges, files_only=False):
     return n
 
 
+def dumpable_reservations(pid, ranges):
+    """How many VMAs of process PID inside RANGES are reservation (no
+    file) without MADV_DONTDUMP, which gdb's gcore writes out whole."""
+    n, reservation = 0, False
+    with open("/proc/%d/smaps" % pid) as f:
+        for line in f:
+            fields = line.split()
+            if re.match(r"^[0-9a-f]+-[0-9a-f]+ ", line):
+                start = int(fields[0].split("-", 1)[0], 16)
+                reservation = (len(fields) <= 5 and
+                               any(lo <= start < hi for lo, hi in ranges))
+            elif reservation and fields[0] == "VmFlags:":
+                n += "dd" not in fields[1:]
+    return n
+
+
 def shadow_ranges(info):
     """The host address ranges of the vCPUs' spaces in info hspt text."""
     return [(int(lo, 16), int(hi, 16)) for lo, hi in
@@ -1215,7 +1231,9 @@ def check_vma_estimate(t):
     estimate never undercounts: sampled with the vCPUs stopped, while
     processes fork, copy on write, map and unmap, the VMAs inside the
     shadow's host ranges may not exceed the estimate plus the one
-    reservation VMA per vCPU.
+    reservation VMA per vCPU. In the same samples every piece of
+    reservation, also one put back by an unmap, must be kept out of core
+    dumps (MADV_DONTDUMP).
     """
     import socket
     import struct
@@ -1236,7 +1254,7 @@ def check_vma_estimate(t):
 
     runner = threading.Thread(target=guest)
     runner.start()
-    samples, worst, error = 0, None, ""
+    samples, worst, dumpable, error = 0, None, 0, ""
     sock = None
     try:
         sock = hmp_connect(path, runner.is_alive, time.monotonic() + 30, 30)
@@ -1256,6 +1274,8 @@ def check_vma_estimate(t):
                             (int(m.group(1)) + len(ranges))
                         samples += 1
                         worst = over if worst is None else max(worst, over)
+                        dumpable = max(dumpable,
+                                       dumpable_reservations(pid, ranges))
                 finally:
                     hmp_command(sock, "cont")
                 time.sleep(0.2)
@@ -1273,6 +1293,11 @@ def check_vma_estimate(t):
           "guest: lpae-6.1 hspt: the VMA estimate bounds the shadow's VMAs",
           "%d samples, worst excess %s VMAs%s; see %s"
           % (samples, worst, ", " + error if error else "", log))
+    t.add(res is not None and res.ok and not error and samples >= 5 and
+          dumpable == 0,
+          "guest: lpae-6.1 hspt: reservations stay out of core dumps",
+          "%d samples, at most %d reservation VMAs without MADV_DONTDUMP"
+          % (samples, dumpable))
 
 
 def hmp_wait_status(sock, word, deadline):

@@ -6,6 +6,7 @@
  */
 
 #include "qemu/osdep.h"
+#include "qemu/madvise.h"
 #include "qemu/atomic.h"
 #include "qemu/bitmap.h"
 #include "qemu/cutils.h"
@@ -128,13 +129,29 @@ static HsptCPU *hspt_cpu(CPUState *cpu)
     return &hspt_cpus[cpu->cpu_index];
 }
 
+/*
+ * Reservations are kept out of core dumps: gdb's gcore wrote every
+ * vCPU's 216 GiB of them out as zeros. A new mapping does not inherit
+ * MADV_DONTDUMP, so each one takes it again, which also lets it merge
+ * with its neighbours as the VMA accounting expects. (Should the madvise
+ * fail, the range is still reserved; the accounting's slack covers the
+ * VMAs that did not merge.)
+ */
+static void *hspt_reserve_no_dump(void *p, size_t len)
+{
+    if (p != MAP_FAILED) {
+        qemu_madvise(p, len, QEMU_MADV_DONTDUMP);
+    }
+    return p;
+}
+
 /* Replace [addr, addr + len) with an inaccessible, unbacked reservation. */
 static bool hspt_reserve(void *addr, size_t len)
 {
     void *p = mmap(addr, len, PROT_NONE,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED,
                    -1, 0);
-    return p == addr;
+    return hspt_reserve_no_dump(p, len) == addr;
 }
 
 static void hspt_space_free(HsptSpace *sp)
@@ -360,8 +377,9 @@ void hspt_cpu_init(CPUState *cpu)
     size_t size = (hspt_nspaces_all + 1) * hspt_space_size();
     void *p;
 
-    p = mmap(NULL, size, PROT_NONE,
-             MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    p = hspt_reserve_no_dump(mmap(NULL, size, PROT_NONE,
+                                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                                  -1, 0), size);
     if (p == MAP_FAILED) {
         error_report("hspt: cannot reserve %zu GiB of address space for "
                      "vCPU %d: %s", size >> 30, cpu->cpu_index,
