@@ -17,6 +17,8 @@ build_pkgs=(
     flex bison python3 python3-venv dpkg-dev
     gcc-arm-linux-gnueabihf libc6-dev-armhf-cross
     ccache cpio xz-utils gnuplot-nox
+    # gcore, for the check that shadow pages stay out of core dumps
+    gdb
     # Firmware blobs the +ds source package strips, needed by QEMU's own
     # tests (npcm7xx_bootrom.bin, efi-virtio.rom for virt's default NIC).
     qemu-system-data ipxe-qemu

@@ -796,6 +796,7 @@ def stage_guest(t, jobs):
     check_short_switch_revalidates(t)
     check_nursery(t)
     check_vma_estimate(t)
+    check_dump_without_guest_core(t)
     check_vma_budget(t, exp)
     check_backend_share(t, exp)
     check_file_backend_private(t, exp)
@@ -1298,6 +1299,65 @@ def check_vma_estimate(t):
           "guest: lpae-6.1 hspt: reservations stay out of core dumps",
           "%d samples, at most %d reservation VMAs without MADV_DONTDUMP"
           % (samples, dumpable))
+
+
+def check_dump_without_guest_core(t):
+    """With -M dump-guest-core=off no guest RAM may reach a core dump of
+    QEMU, also not through shadow pages: gdb's gcore of a stopped guest
+    with over a thousand shadow pages mapped must hold none of them. Up
+    to 0.7.5 such a core held 676 MB of shadow pages."""
+    import tempfile
+
+    tmp = tempfile.mkdtemp(prefix="hspt-check-")
+    sock_path = os.path.join(tmp, "hmp.sock")
+    core = os.path.join(tmp, "core")
+    log = os.path.join(LOGDIR, "guest-dump-guest-core.log")
+    cmd = hsptguest.qemu_cmdline("lpae-6.1", ["seqrw", "chase"], reps=50) + [
+        "-M", "virt,dump-guest-core=off", "-accel", "tcg,hspt=on,tb-size=64",
+        "-monitor", "unix:%s,server=on,wait=off" % sock_path]
+    proc = start_qemu(cmd, log)
+    mapped, segments, size, error = 0, None, 0, ""
+    sock = None
+    try:
+        sock = hmp_connect(sock_path, lambda: proc.poll() is None,
+                           time.monotonic() + 30, 60)
+        deadline = time.monotonic() + 300
+        while sock and mapped < 1000 and time.monotonic() < deadline:
+            time.sleep(1)
+            mapped = first_int(r"^live: (\d+) pages mapped",
+                               hmp_command(sock, "info hspt"))
+        if sock and mapped >= 1000:
+            hmp_command(sock, "stop")
+            ranges = shadow_ranges(hmp_command(sock, "info hspt"))
+            rc, out = run(["gdb", "-q", "-batch", "-p", str(proc.pid),
+                           "-ex", "gcore " + core], "guest-dump-gcore.log",
+                          timeout=600)
+            if rc == 0 and os.path.exists(core):
+                size = os.path.getsize(core)
+                _, out = run(["readelf", "-lW", core],
+                             "guest-dump-readelf.log")
+                segments = sum(
+                    1 for f in (line.split() for line in out.splitlines())
+                    if f and f[0] == "LOAD" and int(f[4], 16) > 0 and
+                    any(lo <= int(f[2], 16) < hi for lo, hi in ranges))
+            else:
+                error = "gcore failed, see build/check/guest-dump-gcore.log"
+        else:
+            error = "no monitor, or fewer than 1000 pages mapped"
+    except (OSError, ValueError) as e:
+        error = "monitor: %s" % e
+    finally:
+        if sock:
+            sock.close()
+        proc.kill()
+        stop_qemu(proc)
+        shutil.rmtree(tmp, ignore_errors=True)
+    t.add(not error and segments == 0,
+          "guest: lpae-6.1 hspt, dump-guest-core=off: no shadow page in a "
+          "core dump",
+          "%s%d pages mapped, %s shadow segments in a %d MB core; see %s"
+          % (error + "; " if error else "", mapped, segments, size >> 20,
+             log))
 
 
 def hmp_wait_status(sock, word, deadline):

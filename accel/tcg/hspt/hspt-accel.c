@@ -16,6 +16,7 @@
 #include "exec/ramblock.h"
 #include "exec/ramlist.h"
 #include "qemu/error-report.h"
+#include "qemu/cutils.h"
 #include "hspt.h"
 #include "hspt-internal.h"
 
@@ -195,6 +196,50 @@ void hspt_accel_class_init(ObjectClass *oc)
         "2000 suits LPAE guests that fork a lot)");
 }
 
+/*
+ * With dump-guest-core=off QEMU keeps guest RAM out of core dumps
+ * (MADV_DONTDUMP on its mapping), but every shadow page maps guest RAM
+ * again, as shared memory of an unlinked file, which dumps include by
+ * default (coredump_filter bit 1, see core(5)). Guest RAM is the only
+ * such memory QEMU has here, so leave that class out of this process's
+ * dumps.
+ */
+#define HSPT_COREDUMP_ANON_SHARED (1u << 1)
+
+static void hspt_keep_shadow_out_of_dumps(MachineState *ms)
+{
+    const char *path = "/proc/self/coredump_filter";
+    g_autofree char *text = NULL;
+    g_autofree char *value = NULL;
+    g_autoptr(GError) err = NULL;
+    uint64_t filter;
+    int fd;
+
+    if (ms->dump_guest_core) {
+        return;
+    }
+    if (!g_file_get_contents(path, &text, NULL, &err) ||
+        qemu_strtou64(g_strstrip(text), NULL, 16, &filter) < 0) {
+        warn_report("hspt: cannot read %s, so shadow pages of guest RAM "
+                    "may appear in core dumps despite dump-guest-core=off%s%s",
+                    path, err ? ": " : "", err ? err->message : "");
+        return;
+    }
+    /* The kernel reads it in C notation: decimal unless 0x. */
+    value = g_strdup_printf("0x%" PRIx64,
+                            filter & ~(uint64_t)HSPT_COREDUMP_ANON_SHARED);
+    /* Not g_file_set_contents(): it writes a new file and renames it. */
+    fd = open(path, O_WRONLY);
+    if (fd < 0 || write(fd, value, strlen(value)) != strlen(value)) {
+        warn_report("hspt: cannot write %s, so shadow pages of guest RAM "
+                    "may appear in core dumps despite dump-guest-core=off: "
+                    "%s", path, strerror(errno));
+    }
+    if (fd >= 0) {
+        close(fd);
+    }
+}
+
 int hspt_init_machine(MachineState *ms, Error **errp)
 {
     HsptEnvironment env = {
@@ -222,6 +267,7 @@ int hspt_init_machine(MachineState *ms, Error **errp)
      * An explicit share=off wins; that RAM then stays on softmmu.
      */
     object_register_sugar_prop(TYPE_MEMORY_BACKEND_RAM, "share", "on", false);
+    hspt_keep_shadow_out_of_dumps(ms);
     ram_block_notifier_add(&hspt_ram_notifier);
     if (!hspt_region_init(ms->smp.max_cpus, HSPT_SHADOW_IDX_MASK,
                            hspt_spaces_per_cpu(), errp)) {
