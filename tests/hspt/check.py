@@ -1190,6 +1190,12 @@ def hmp_connect(path, alive, deadline, timeout):
     return None
 
 
+def in_ranges(addr, ranges):
+    """Whether ADDR lies in one of RANGES ((low, high) pairs, high
+    excluded), the vCPUs' host ranges of shadow_ranges()."""
+    return any(lo <= addr < hi for lo, hi in ranges)
+
+
 def shadow_vmas(pid, ranges, files_only=False):
     """The VMAs of process PID that start inside one of RANGES (only those
     that map a file, guest RAM, if FILES_ONLY)."""
@@ -1199,7 +1205,7 @@ def shadow_vmas(pid, ranges, files_only=False):
             fields = line.split()
             start = int(fields[0].split("-", 1)[0], 16)
             n += ((len(fields) > 5 or not files_only) and
-                  any(lo <= start < hi for lo, hi in ranges))
+                  in_ranges(start, ranges))
     return n
 
 
@@ -1212,8 +1218,7 @@ def dumpable_reservations(pid, ranges):
             fields = line.split()
             if re.match(r"^[0-9a-f]+-[0-9a-f]+ ", line):
                 start = int(fields[0].split("-", 1)[0], 16)
-                reservation = (len(fields) <= 5 and
-                               any(lo <= start < hi for lo, hi in ranges))
+                reservation = len(fields) <= 5 and in_ranges(start, ranges)
             elif reservation and fields[0] == "VmFlags:":
                 n += "dd" not in fields[1:]
     return n
@@ -1313,7 +1318,8 @@ def check_dump_without_guest_core(t):
     core = os.path.join(tmp, "core")
     log = os.path.join(LOGDIR, "guest-dump-guest-core.log")
     cmd = hsptguest.qemu_cmdline("lpae-6.1", ["seqrw", "chase"], reps=50) + [
-        "-M", "virt,dump-guest-core=off", "-accel", "tcg,hspt=on,tb-size=64",
+        # A 64 MiB code buffer keeps the core small (gcore writes it whole).
+        "-M", "virt,dump-guest-core=off", "-accel", HSPT_ON + ",tb-size=64",
         "-monitor", "unix:%s,server=on,wait=off" % sock_path]
     proc = start_qemu(cmd, log)
     mapped, segments, size, error = 0, None, 0, ""
@@ -1339,7 +1345,7 @@ def check_dump_without_guest_core(t):
                 segments = sum(
                     1 for f in (line.split() for line in out.splitlines())
                     if f and f[0] == "LOAD" and int(f[4], 16) > 0 and
-                    any(lo <= int(f[2], 16) < hi for lo, hi in ranges))
+                    in_ranges(int(f[2], 16), ranges))
             else:
                 error = "gcore failed, see build/check/guest-dump-gcore.log"
         else:

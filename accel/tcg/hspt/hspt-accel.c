@@ -230,7 +230,7 @@ static void hspt_keep_shadow_out_of_dumps(MachineState *ms)
                             filter & ~(uint64_t)HSPT_COREDUMP_ANON_SHARED);
     /* Not g_file_set_contents(): it writes a new file and renames it. */
     fd = open(path, O_WRONLY);
-    if (fd < 0 || write(fd, value, strlen(value)) != strlen(value)) {
+    if (fd < 0 || write(fd, value, strlen(value)) != (ssize_t)strlen(value)) {
         warn_report("hspt: cannot write %s, so shadow pages of guest RAM "
                     "may appear in core dumps despite dump-guest-core=off: "
                     "%s", path, strerror(errno));
