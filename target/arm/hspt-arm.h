@@ -47,6 +47,26 @@ static inline bool arm_hspt_flush_all_cpus_synced(CPUARMState *env, int asid)
     return true;
 }
 
+/*
+ * The guest's TLBIMVA (IS: its TLBIMVAIS) with register VALUE (VA and
+ * ASID): true if HSPT made the flush, false if the caller makes it as
+ * without HSPT.
+ */
+static inline bool arm_hspt_flush_page_asid(CPUARMState *env, uint64_t value,
+                                            bool is)
+{
+    if (!arm_hspt_context_tracked(env)) {
+        return false;
+    }
+    if (is) {
+        hspt_tlb_flush_page_asid_all_cpus_synced(env_cpu(env), value,
+                                                 value & 0xff);
+    } else {
+        hspt_tlb_flush_page_asid(env_cpu(env), value, value & 0xff);
+    }
+    return true;
+}
+
 /* Before the TLB flush of the guest's TLBIALL. */
 static inline void arm_hspt_flush_all(CPUARMState *env)
 {
@@ -71,6 +91,12 @@ static inline bool arm_hspt_flush_all_cpus_synced(CPUARMState *env, int asid)
 
 static inline void arm_hspt_flush_asid(CPUARMState *env, uint64_t value)
 {
+}
+
+static inline bool arm_hspt_flush_page_asid(CPUARMState *env, uint64_t value,
+                                            bool is)
+{
+    return false;
 }
 
 static inline void arm_hspt_flush_all(CPUARMState *env)

@@ -486,7 +486,8 @@ def stage_bare(t):
             # unmapped pages were parked, and some refilled from there
             # (the test's stale-translation checks cover parked pages);
             # switches back to a context kept its TB jump cache (the test's
-            # code checks cover a TLBI made while it was not current).
+            # code checks cover a TLBI made while it was not current);
+            # TLBIMVAs of ASID 2 left ASID 1's copy of the VA alone.
             fills = first_int(r"^fills: (\d+) pages", out)
             hits = first_int(r"^context switches: \d+, (\d+) to a space", out)
             jc_kept = first_int(r"^context switches: .*, (\d+) kept the "
@@ -496,19 +497,21 @@ def stage_bare(t):
                                      out)
             by_block = first_int(r"\((\d+) by their large guest page's "
                                  r"lookup\)", out)
+            tlbimva_kept = first_int(r"(\d+) pages kept at a TLBIMVA of "
+                                     r"another ASID", out)
             parks = first_int(r"^parked: (\d+) page flushes", out)
             unparks = first_int(r"^parked: \d+ .*, (\d+) refills", out)
             kept = label == "hspt-spt=shared" or (hits > 0 and deferred > 0
                                                   and jc_kept > 0)
             t.add(fills > 0 and kept and globals_kept > 0 and by_block > 0 and
-                  parks > 0 and unparks > 0,
+                  parks > 0 and unparks > 0 and tlbimva_kept > 0,
                   "bare: %s: shadow used (info hspt)" % name,
                   "fills=%s switch hits=%s deferred=%s jump caches kept=%s "
                   "global pages kept at TLBIASID=%s kept by a block's "
-                  "lookup=%s parked=%s refilled from parked=%s, see "
-                  "build/check/%s"
+                  "lookup=%s parked=%s refilled from parked=%s kept at "
+                  "another ASID's TLBIMVA=%s, see build/check/%s"
                   % (fills, hits, deferred, jc_kept, globals_kept, by_block,
-                     parks, unparks, log))
+                     parks, unparks, tlbimva_kept, log))
     check_bookkeeping_exhausted(t)
     check_base_without_wrgsbase(t)
     check_unmap_failure_bare(t)

@@ -155,6 +155,9 @@ typedef struct HsptCPU {
     struct CPUJumpCache *own_jc;
     /* ASIDs whose TLBIASID is waiting for its softmmu full flush */
     DECLARE_BITMAP(pending_asids, 256);
+    /* the running page flush is a TLBIMVA of this ASID (see hspt.h) */
+    bool page_flush_by_asid;
+    uint8_t page_flush_asid;
     /* page flushes of the current space waiting for hspt_flush_done() */
     HsptRevalidate *reval;      /* HSPT_REVALIDATE_MAX entries */
     unsigned n_reval;
@@ -203,6 +206,7 @@ typedef struct HsptStats {
     uint64_t cpus_given_up;
     uint64_t asid_flushes;
     uint64_t asid_kept_global;
+    uint64_t asid_page_kept;    /* non-global pages a TLBIMVA left alone */
     uint64_t softmmu_tbs;
     uint64_t direct_tbs;
     uint64_t refills_skipped;

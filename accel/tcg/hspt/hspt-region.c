@@ -953,9 +953,10 @@ static uint32_t hspt_space_drop_not_global(HsptSpace *sp)
  * A page flush of SP while another space is current: no generated code
  * reaches SP before it becomes current again, and then the page is looked
  * up afresh (hspt_queue_deferred()), as after a guest TLBIALL. Most such
- * flushes are TLBIMVAs for another ASID (softmmu drops the VA whatever the
- * ASID; the guest kit's kernels flush every copy-on-write and access-flag
- * fault of a child that way), which leave SP's page tables as they were.
+ * flushes are TLBIMVAAs made for another process (the guest kit's kernels,
+ * on erratum 720789, flush every copy-on-write and access-flag fault of a
+ * child that way, for all ASIDs), which leave SP's page tables as they
+ * were.
  */
 static void hspt_defer_page_flush(HsptSpace *sp, unsigned s, uint32_t va_pfn)
 {
@@ -1027,6 +1028,28 @@ static bool hspt_page_flush_needed(HsptCPU *hc, unsigned s, uint64_t page)
     return false;
 }
 
+void hspt_set_page_flush_asid(CPUState *cpu, bool by_asid, uint8_t asid)
+{
+    HsptCPU *hc = hspt_cpu(cpu);
+
+    hc->page_flush_by_asid = by_asid;
+    hc->page_flush_asid = asid;
+}
+
+/*
+ * A TLBIMVA names one ASID, and a tagged TLB keeps the other ASIDs'
+ * non-global entries for the VA; softmmu drops the VA only because its
+ * TLB holds just the current context. So a space keyed to another ASID
+ * keeps the page unless its translation is global.
+ */
+static bool hspt_page_flush_spares(const HsptCPU *hc, const HsptSpace *sp,
+                                   const HsptSlot *slot, uint32_t va_pfn)
+{
+    return hc->page_flush_by_asid && sp->keyed &&
+           (sp->key.v[1] & 0xff) != hc->page_flush_asid &&
+           !test_bit(va_pfn, slot->global);
+}
+
 void hspt_unmap_page_locked(CPUState *cpu, int mmu_idx, uint64_t page)
 {
     HsptCPU *hc = hspt_cpu(cpu);
@@ -1052,7 +1075,9 @@ void hspt_unmap_page_locked(CPUState *cpu, int mmu_idx, uint64_t page)
             /* Part of a large guest page: the whole entry goes. */
             hspt_slot_flush_large_page(sp, s, page);
         } else if (test_bit(va_pfn, slot->mapped)) {
-            if (sp == hc->cur && hc->n_reval < HSPT_REVALIDATE_MAX) {
+            if (hspt_page_flush_spares(hc, sp, slot, va_pfn)) {
+                qatomic_inc(&hspt_stats.asid_page_kept);
+            } else if (sp == hc->cur && hc->n_reval < HSPT_REVALIDATE_MAX) {
                 hc->reval[hc->n_reval++] = (HsptRevalidate) {
                     .page = page, .npages = 1, .mmu_idx = mmu_idx,
                     .page_flush = true };
@@ -2415,9 +2440,11 @@ void hspt_format_info(GString *buf)
     g_string_append_printf(buf,
         "flushes: %" PRIu64 " pages, %" PRIu64 " regions, %" PRIu64
         " large guest pages, %" PRIu64 " by ASID (%" PRIu64
-        " global pages kept), %" PRIu64 " evictions for the VMA budget\n",
+        " global pages kept), %" PRIu64 " pages kept at a TLBIMVA of "
+        "another ASID, %" PRIu64 " evictions for the VMA budget\n",
         STAT(page_flushes), STAT(region_flushes), STAT(large_page_flushes),
-        STAT(asid_flushes), STAT(asid_kept_global), STAT(evictions));
+        STAT(asid_flushes), STAT(asid_kept_global), STAT(asid_page_kept),
+        STAT(evictions));
     g_string_append_printf(buf,
         "revalidated: %" PRIu64 " pages or large pages looked up again "
         "instead of dropped (%" PRIu64 " by their large guest page's "

@@ -249,6 +249,19 @@ void hspt_flush_all_prepare(CPUState *cpu);
  * flush is for (hspt_flush_all_prepare(), hspt_flush_asid_prepare()).
  */
 void hspt_tlb_flush_guest_all_cpus_synced(CPUState *src, int asid);
+
+/*
+ * The guest's TLBIMVA of ADDR and ASID on CPU, in place of tlb_flush_page():
+ * spaces of other ASIDs keep their non-global copy of the page.
+ */
+void hspt_tlb_flush_page_asid(CPUState *cpu, uint64_t addr, uint8_t asid);
+
+/* Its TLBIMVAIS, in place of tlb_flush_page_all_cpus_synced(). */
+void hspt_tlb_flush_page_asid_all_cpus_synced(CPUState *src, uint64_t addr,
+                                              uint8_t asid);
+
+/* The ASID of the page flushes that follow; all ASIDs if !BY_ASID. */
+void hspt_set_page_flush_asid(CPUState *cpu, bool by_asid, uint8_t asid);
 /*
  * Move the queue to CPU's work buffer (valid until the next call) and
  * return it: N entries, or NULL while an earlier batch is still being

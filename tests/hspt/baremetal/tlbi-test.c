@@ -585,6 +585,41 @@ static void test_other_context(enum tlbi op, uint32_t va, unsigned ap)
     switch_to(1);
 }
 
+/*
+ * VA is mapped by ASID 1 and by ASID 2, to pages of their own; ASID 2's
+ * mapping changes and is invalidated while ASID 1 runs (or, with
+ * FROM_OWNER, while ASID 2 runs). Each context must then read its own
+ * page: ASID 1 the one it had, ASID 2 the new one. A tagged TLB may keep
+ * ASID 1's entry through a TLBIMVA of ASID 2, and HSPT keeps its shadow
+ * page (info hspt: "pages kept at a TLBIMVA of another ASID").
+ */
+static void test_same_va_other_asid(enum tlbi op, uint32_t va, unsigned ap,
+                                    bool from_owner)
+{
+    unsigned before = failures;
+    unsigned mine = fresh_mapping(1, va, ap);
+    unsigned old = fresh_mapping(2, va, ap), new = fresh_page();
+
+    check_reads(va, ap, marker(old), "the first mapping (ASID 2)");
+    switch_to(1);
+    check_reads(va, ap, marker(mine), "the first mapping (ASID 1)");
+    if (from_owner) {
+        switch_to(2);
+    }
+    map(2, va, new, ap);
+    tlbi(op, va, 2);
+    switch_to(1);
+    check_reads(va, ap, marker(mine), "ASID 2's TLBI (ASID 1's page)");
+    switch_to(2);
+    check_reads(va, ap, marker(new), "ASID 2's TLBI (ASID 2's page)");
+    switch_to(1);
+    if (failures != before) {
+        put_str("  (both ASIDs mapping the VA, ");
+        put_str(tlbi_name[op]);
+        put_str(from_owner ? " issued in ASID 2)\n" : " issued in ASID 1)\n");
+    }
+}
+
 /* Call the code of the page VA maps (an indirect branch, as a return is). */
 static uint32_t call_page_code(uint32_t va)
 {
@@ -1120,6 +1155,10 @@ static void run_tests(void)
             test_local_remap(local[i], USER_VA + 0x1000 * (1 + a), aps[a]);
             test_other_context(local[i], USER_VA + 0x10000 + 0x1000 * a,
                                aps[a]);
+            test_same_va_other_asid(local[i], USER_VA + 0x20000 + 0x1000 * a,
+                                    aps[a], false);
+            test_same_va_other_asid(local[i], USER_VA + 0x24000 + 0x1000 * a,
+                                    aps[a], true);
         }
         test_unmap(local[i]);
         test_write_protect(local[i]);
