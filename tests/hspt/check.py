@@ -26,8 +26,12 @@ import os
 import re
 import shutil
 import signal
+import socket
+import struct
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -176,6 +180,22 @@ def stage_cli(t):
                            input="info hspt\nquit\n", capture_output=True,
                            text=True, timeout=60)
         return p.returncode, p.stdout
+
+    # -mem-path makes a file backend that no option shares: the warning
+    # must say how to give shadow pages guest RAM they can map.
+    with tempfile.TemporaryDirectory(prefix="hspt-check-") as d:
+        p = subprocess.run([qemu, "-M", "virt", "-m", "64M", "-display", "none",
+                            "-nic", "none", "-S", "-monitor", "stdio",
+                            "-mem-path", d, "-accel", "tcg,hspt=on"],
+                           input="quit\n", capture_output=True, text=True,
+                           timeout=60)
+    t.add(p.returncode == 0 and
+          "memory backend 'mach-virt.ram' stays on softmmu" in p.stderr and
+          "-mem-path maps its file private; for shadow pages use -object "
+          "memory-backend-file,id=ID,mem-path=FILE,size=SIZE,share=on "
+          "-machine memory-backend=ID" in p.stderr,
+          "cli: hspt=on with -mem-path says how to shadow-map guest RAM",
+          "rc=%d stderr=%r" % (p.returncode, p.stderr))
 
     rc, out = info_hspt("tcg,hspt=on,hspt-spt=private")
     t.add(rc == 0 and "HSPT on: organisation private, 256 space(s) per vCPU" in out
@@ -1177,7 +1197,6 @@ def hmp_connect(path, alive, deadline, timeout):
     """Connect to the HMP monitor socket PATH of a QEMU that is starting,
     while ALIVE() and until DEADLINE (time.monotonic()); read its greeting
     and set TIMEOUT. The socket, or None."""
-    import socket
 
     while alive() and time.monotonic() <= deadline:
         sock = socket.socket(socket.AF_UNIX)
@@ -1244,10 +1263,6 @@ def check_vma_estimate(t):
     reservation, also one put back by an unmap, must be kept out of core
     dumps (MADV_DONTDUMP).
     """
-    import socket
-    import struct
-    import tempfile
-    import threading
 
     path = os.path.join(tempfile.mkdtemp(prefix="hspt-check-"), "hmp.sock")
     workloads = ["forkstorm", "cow", "pipering", "mmapchurn", "shpipe"]
@@ -1314,7 +1329,6 @@ def check_dump_without_guest_core(t):
     QEMU, also not through shadow pages: gdb's gcore of a stopped guest
     with over a thousand shadow pages mapped must hold none of them. Up
     to 0.7.5 such a core held 676 MB of shadow pages."""
-    import tempfile
 
     tmp = tempfile.mkdtemp(prefix="hspt-check-")
     sock_path = os.path.join(tmp, "hmp.sock")
@@ -1383,7 +1397,6 @@ def tlbi_test_paused(log, env, at_power_off):
     its power-off; then call AT_POWER_OFF(sock, pid, deadline) with an HMP
     socket and quit. Returns (its result, or None, an error text, and the
     serial output)."""
-    import tempfile
 
     elf = os.path.join(LOGDIR, "tlbi-test-lpae.elf")
     path = os.path.join(tempfile.mkdtemp(prefix="hspt-check-"), "hmp.sock")
@@ -1643,7 +1656,6 @@ def migrate_live(src_cmd, dst_cmd, logs, ready, hold=0.0,
     the destination (still running; standard input DST_STDIN) and a dict:
     the migration's status, its dirty syncs, the source's shadow pages
     write-protected meanwhile, and what went wrong with the monitor."""
-    import tempfile
 
     tmp = tempfile.mkdtemp(prefix="hspt-check-")
     uri = "unix:" + os.path.join(tmp, "migrate.sock")
@@ -1781,7 +1793,6 @@ class GdbRemote:
     """Just enough of the GDB remote protocol to drive QEMU's gdbstub."""
 
     def __init__(self, path, timeout):
-        import socket
 
         self.sock = socket.socket(socket.AF_UNIX)
         self.sock.settimeout(timeout)
@@ -1861,7 +1872,6 @@ def check_gdb_watchpoints(t):
     watchpoint set through the gdbstub must each stop the guest, which
     then finishes when the debugger sets its stop flag. Also with
     hspt=off, the reference."""
-    import tempfile
 
     elf = bare_elf_or_fail(t, "state", "watch-test")
     if not elf:
@@ -1911,7 +1921,6 @@ class Qmp:
     skipped."""
 
     def __init__(self, path, timeout):
-        import socket
 
         self.sock = socket.socket(socket.AF_UNIX)
         self.sock.settimeout(timeout)
@@ -1993,7 +2002,6 @@ def check_snapshot_reload(t, exp, kernel, smp):
     timeline. The console of the timeline that counts (up to the save,
     then from the load) must give every workload's expected checksum.
     The snapshot goes to a qcow2 image that QEMU itself creates."""
-    import tempfile
 
     label = "%s hspt smp%d snapshot reloaded" % (kernel, smp)
     name = "state: %s: saved and loaded while the workloads ran" % label

@@ -39,6 +39,19 @@ static const char *const hspt_organisation_names[] = {
  * code moves to softmmu: say so, once per memory backend. ROMs, flash
  * and device memory stay on softmmu silently.
  */
+/*
+ * The machine's default RAM backend made by -mem-path: a file backend under
+ * the id reserved for it. No option makes that one shared.
+ */
+static bool hspt_backend_from_mem_path(Object *backend)
+{
+    const char *id = current_machine ?
+        MACHINE_GET_CLASS(current_machine)->default_ram_id : NULL;
+
+    return id && object_dynamic_cast(backend, TYPE_MEMORY_BACKEND_FILE) &&
+           !strcmp(object_get_canonical_path_component(backend), id);
+}
+
 static void hspt_ram_block_added(RAMBlockNotifier *n, void *host,
                                  size_t size, size_t max_size)
 {
@@ -51,6 +64,11 @@ static void hspt_ram_block_added(RAMBlockNotifier *n, void *host,
     if (why) {
         warn_report("hspt: memory backend '%s' stays on softmmu: %s",
                     object_get_canonical_path_component(backend), why);
+        if (hspt_backend_from_mem_path(backend)) {
+            error_printf("-mem-path maps its file private; for shadow pages "
+                         "use -object memory-backend-file,id=ID,mem-path=FILE,"
+                         "size=SIZE,share=on -machine memory-backend=ID\n");
+        }
     }
 }
 
