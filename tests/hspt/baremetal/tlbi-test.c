@@ -805,6 +805,68 @@ static void test_large_page(enum tlbi op)
     check_read_faults(va, tlbi_name[op]);
 }
 
+#ifndef LPAE
+/*
+ * A 64 KiB large page (short descriptors: 16 equal entries of ASID 1's
+ * L2 table) is one TLB entry as well: invalidating one of its pages must
+ * drop the others. It lies LARGE_OFF into block A or B, whose pages hold
+ * large_marker() there.
+ */
+#define LARGE_VA        (USER_VA + 0xc0000u)
+#define LARGE_OFF       0x20000u
+#define PTE_LARGE       0x1u
+
+static uint32_t large_marker(uint32_t pa, uint32_t off)
+{
+    return 0xb2000000u | (pa >> 20) << 16 | off;
+}
+
+static void map_large(uint32_t va, uint32_t pa)
+{
+    for (unsigned i = 0; i < 16; i++) {
+        pt_user[1][((va >> 12) + i) % PTES] =
+            pa ? pa | pte_ap(AP_ALL_RW) | PTE_NG | PTE_CB | PTE_LARGE : 0;
+    }
+}
+
+static void large_markers_init(void)
+{
+    static const uint32_t pa[] = { BLOCK_PA_A, BLOCK_PA_B };
+
+    switch_to(1);
+    for (unsigned i = 0; i < 2; i++) {
+        map_block(1, BLOCK_VA, pa[i]);
+        tlbi(TLBIALL, 0, 0);
+        for (uint32_t off = 0; off < 0x10000u; off += 0x1000u) {
+            (void)write_priv(BLOCK_VA + LARGE_OFF + off,
+                             large_marker(pa[i], off));
+        }
+    }
+    map_block(1, BLOCK_VA, 0);
+    tlbi(TLBIALL, 0, 0);
+}
+
+static void test_large_page_64k(enum tlbi op)
+{
+    const uint32_t in = 0x3000u, other = 0xe000u;
+
+    switch_to(1);
+    map_large(LARGE_VA, BLOCK_PA_A + LARGE_OFF);
+    tlbi(TLBIALL, 0, 0);
+    check_reads(LARGE_VA + in, AP_ALL_RW, large_marker(BLOCK_PA_A, in),
+                "the first 64 KiB page");
+    check_reads(LARGE_VA + other, AP_ALL_RW,
+                large_marker(BLOCK_PA_A, other), "the first 64 KiB page");
+    map_large(LARGE_VA, BLOCK_PA_B + LARGE_OFF);
+    tlbi(op, LARGE_VA + other, 1);
+    check_reads(LARGE_VA + in, AP_ALL_RW, large_marker(BLOCK_PA_B, in),
+                tlbi_name[op]);
+    map_large(LARGE_VA, 0);
+    tlbi(op, LARGE_VA + other, 1);
+    check_read_faults(LARGE_VA + in, tlbi_name[op]);
+}
+#endif
+
 /*
  * SCTLR.M: with the MMU off, VA = PA, whatever the shadow holds for the
  * context. VA BLOCK_PA_A is mapped to block B (not identity) and read;
@@ -1170,6 +1232,12 @@ static void run_tests(void)
         test_global(by_va[i]);
         test_large_page(by_va[i]);
     }
+#ifndef LPAE
+    large_markers_init();
+    for (unsigned i = 0; i < sizeof(by_va) / sizeof(by_va[0]); i++) {
+        test_large_page_64k(by_va[i]);
+    }
+#endif
     test_mmu_off();
     test_large_page_by_pages();
     test_ttbcr();
