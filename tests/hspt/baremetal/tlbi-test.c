@@ -868,6 +868,64 @@ static void test_large_page_64k(enum tlbi op)
 #endif
 
 /*
+ * The largest guest pages: a 16 MiB supersection (short descriptors; 16
+ * equal L1 entries) or a 1 GiB level-1 block (LPAE) of ASID 1 at HUGE_VA,
+ * over RAM from HUGE_PA, which holds blocks A and B. Cached through two
+ * of its pages, then unmapped (short descriptors: first remapped, as a
+ * section to block B) with every by-VA flavour naming a third page.
+ */
+#ifndef LPAE
+#define HUGE_VA         0x30000000u
+#define HUGE_PA         BLOCK_PA_A              /* 16 MiB aligned */
+#define SECT_SUPER      (1u << 18)
+
+static void map_huge(uint32_t pa)
+{
+    for (unsigned i = 0; i < 16; i++) {
+        l1[1][(HUGE_VA >> 20) + i] =
+            pa ? pa | SECT_SUPER | SECT_AP_ALL_RW | SECT_NG | SECT_CB |
+                 L1_SECTION : 0;
+    }
+}
+#else
+#define HUGE_VA         0x80000000u
+#define HUGE_PA         RAM_BASE                /* 1 GiB aligned */
+
+static void map_huge(uint32_t pa)
+{
+    l1[1][HUGE_VA >> 30] = pa ? pa | D_AF | D_SH_INNER | D_ATTR_NORMAL |
+                                D_NG | pte_ap(AP_ALL_RW) | D_BLOCK : 0;
+}
+#endif
+
+static void test_huge_page(enum tlbi op)
+{
+    const uint32_t a = HUGE_VA + (BLOCK_PA_A - HUGE_PA) + 0x5000;
+    const uint32_t b = HUGE_VA + (BLOCK_PA_B - HUGE_PA) + 0x5000;
+    const uint32_t other = HUGE_VA + (BLOCK_PA_A - HUGE_PA) + 0x900000;
+
+    switch_to(1);
+    map_huge(HUGE_PA);
+    tlbi(TLBIALL, 0, 0);
+    check_reads(a, AP_ALL_RW, block_marker(BLOCK_PA_A), "the huge page");
+    check_reads(b, AP_ALL_RW, block_marker(BLOCK_PA_B), "the huge page");
+#ifndef LPAE
+    map_huge(0);
+    map_block(1, a & ~0xfffffu, BLOCK_PA_B);
+    tlbi(op, other, 1);
+    check_reads(a, AP_ALL_RW, block_marker(BLOCK_PA_B), tlbi_name[op]);
+    map_block(1, a & ~0xfffffu, 0);
+    map_huge(HUGE_PA);
+    tlbi(TLBIALL, 0, 0);
+    check_reads(a, AP_ALL_RW, block_marker(BLOCK_PA_A), "the huge page");
+#endif
+    map_huge(0);
+    tlbi(op, other, 1);
+    check_read_faults(a, tlbi_name[op]);
+    check_read_faults(b, tlbi_name[op]);
+}
+
+/*
  * SCTLR.M: with the MMU off, VA = PA, whatever the shadow holds for the
  * context. VA BLOCK_PA_A is mapped to block B (not identity) and read;
  * with the MMU off the same VA must read block A, and block B again once
@@ -1231,6 +1289,9 @@ static void run_tests(void)
     for (unsigned i = 0; i < sizeof(by_va) / sizeof(by_va[0]); i++) {
         test_global(by_va[i]);
         test_large_page(by_va[i]);
+    }
+    for (unsigned i = 0; i < sizeof(by_va) / sizeof(by_va[0]); i++) {
+        test_huge_page(by_va[i]);
     }
 #ifndef LPAE
     large_markers_init();
