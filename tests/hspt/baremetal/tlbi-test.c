@@ -119,7 +119,7 @@ static uint32_t pages[NPAGES][1024] __attribute__((aligned(4096)));
 #define MAX_CPUS        4
 
 static volatile uint32_t aborts[MAX_CPUS];
-static volatile uint32_t last_dfsr[MAX_CPUS];
+static volatile uint32_t last_dfsr[MAX_CPUS], last_dfar[MAX_CPUS];
 static unsigned checks, failures;
 static bool have_pan;
 
@@ -305,8 +305,8 @@ void data_abort(uint32_t dfsr, uint32_t dfar)
 {
     uint32_t cpu = cpu_index();
 
-    (void)dfar;
     last_dfsr[cpu] = dfsr;
+    last_dfar[cpu] = dfar;
     aborts[cpu]++;
 }
 
@@ -926,6 +926,117 @@ static void test_huge_page(enum tlbi op)
 }
 
 /*
+ * Unaligned accesses across a page boundary (SCTLR.A is clear) whose
+ * second page forbids them. Both pages are cached first, so with HSPT the
+ * host fault comes from the second shadow page of an access that starts
+ * in the first. The access must abort as on softmmu: a fault on the
+ * second page, reported at its first byte, with the status of that fault
+ * and nothing written (QEMU looks both pages up before it stores).
+ */
+#define FS_TRANSLATION_PAGE     0x7u    /* both formats: level 2 / 3 */
+#define FS_PERMISSION_PAGE      0xfu
+#define DFSR_WNR                (1u << 11)
+
+static uint32_t fault_status(uint32_t dfsr)
+{
+#ifndef LPAE
+    return (dfsr & 0xfu) | ((dfsr >> 6) & 0x10u);
+#else
+    return dfsr & 0x3fu;
+#endif
+}
+
+static void check_crossing_abort(bool faulted, uint32_t va, uint32_t fs,
+                                 bool write, const char *how)
+{
+    uint32_t cpu = cpu_index();
+
+    check(faulted, "abort", how, 0, 1);
+    if (faulted) {
+        check_value(last_dfar[cpu], (va | 0xfffu) + 1, "DFAR", how);
+        check_value(fault_status(last_dfsr[cpu]), fs, "fault status", how);
+        check_value(!!(last_dfsr[cpu] & DFSR_WNR), write, "DFSR.WnR", how);
+    }
+}
+
+static uint32_t read_priv_at(uint32_t va, bool *faulted)
+{
+    uint32_t before = aborts[cpu_index()], v = read_priv(va);
+
+    *faulted = aborts[cpu_index()] != before;
+    return v;
+}
+
+static uint32_t read_user_at(uint32_t va, bool *faulted)
+{
+    uint32_t before = aborts[cpu_index()], v = read_user(va);
+
+    *faulted = aborts[cpu_index()] != before;
+    return v;
+}
+
+static void test_page_crossing(void)
+{
+    const uint32_t va = USER_VA + 0xd0000, next = va + 0x1000;
+    const uint32_t at = next - 2;      /* two bytes in each page */
+    unsigned first = fresh_mapping(1, va, AP_ALL_RW), second = fresh_page();
+    volatile uint32_t *tail = &pages[first][1023], *head = &pages[second][0];
+    bool faulted;
+    uint32_t v;
+
+    (void)write_priv(next - 4, 0x11111111u);
+    *head = marker(second);
+
+    /* Read-only for all: a PL1 store faults, a PL1 load reads across. */
+    map(1, next, second, AP_ALL_RO);
+    tlbi(TLBIMVA, next, 1);
+    warm(next, AP_ALL_RO);
+    check_value(read_priv(at), (marker(second) << 16) | 0x1111u,
+                "PL1 load across pages", "a read-only second page");
+    check_crossing_abort(write_priv(at, 0x22222222u), at, FS_PERMISSION_PAGE,
+                         true, "a PL1 store into a read-only page");
+    check_value(*tail, 0x11111111u, "first page's last word",
+                "a faulted store across pages");
+    check_value(*head, marker(second), "second page's first word",
+                "a faulted store across pages");
+
+    /* PL1 only: PL0 loads and stores fault, PL1 stores go across. */
+    map(1, next, second, AP_PRIV_RW);
+    tlbi(TLBIMVA, next, 1);
+    warm(next, AP_PRIV_RW);
+    v = read_user_at(at, &faulted);
+    check_crossing_abort(faulted, at, FS_PERMISSION_PAGE, false,
+                         "a PL0 load from a PL1-only page");
+    check_value(v, NO_VALUE, "PL0 load target register",
+                "a faulted load across pages");
+    check_crossing_abort(write_user(at, 0x33333333u), at, FS_PERMISSION_PAGE,
+                         true, "a PL0 store into a PL1-only page");
+    check(!write_priv(at, 0x44444444u), "PL1 store across pages",
+          "a PL1-only second page", 1, 0);
+    check_value(*tail, 0x44441111u, "first page's last word",
+                "a PL1 store across pages");
+    check_value(*head, (marker(second) & ~0xffffu) | 0x4444u,
+                "second page's first word", "a PL1 store across pages");
+    *head = marker(second);
+
+    /* Unmapped: loads and stores fault with a translation fault. */
+    unmap(1, next);
+    tlbi(TLBIMVA, next, 1);
+    v = read_priv_at(at, &faulted);
+    check_crossing_abort(faulted, at, FS_TRANSLATION_PAGE, false,
+                         "a PL1 load from an unmapped page");
+    check_value(v, NO_VALUE, "PL1 load target register",
+                "a faulted load across pages");
+    check_crossing_abort(write_priv(at, 0x55555555u), at,
+                         FS_TRANSLATION_PAGE, true,
+                         "a PL1 store into an unmapped page");
+    check_value(*tail, 0x44441111u, "first page's last word",
+                "a faulted store across pages");
+    unmap(1, va);
+    tlbi(TLBIMVA, va, 1);
+}
+
+/*
  * SCTLR.M: with the MMU off, VA = PA, whatever the shadow holds for the
  * context. VA BLOCK_PA_A is mapped to block B (not identity) and read;
  * with the MMU off the same VA must read block A, and block B again once
@@ -1299,6 +1410,7 @@ static void run_tests(void)
         test_large_page_64k(by_va[i]);
     }
 #endif
+    test_page_crossing();
     test_mmu_off();
     test_large_page_by_pages();
     test_ttbcr();
