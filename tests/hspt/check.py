@@ -1621,52 +1621,60 @@ MIGRATION_WORKLOADS = ["seqrw", "cow", "chase", "mmapchurn", "pagecache",
                        "xz", "sqlite", "shpipe"]
 
 
-def migrate_while_running(sock, uri, deadline, syncs, hold=0.0):
+def migrate_while_running(sock, uri, deadline, syncs, hold=0.0,
+                          postcopy=False):
     """Migrate the running guest behind the HMP socket SOCK to the
     destination listening at URI and hold the switch-over back until the
     source has synced its dirty bitmap SYNCS times and HOLD seconds have
-    passed: the guest keeps writing while pages are sent. Returns (the
-    final migration status, the dirty sync count)."""
+    passed: the guest keeps writing while pages are sent. With POSTCOPY
+    the switch-over is to postcopy (both sides need the capability).
+    Returns (the final migration status, the dirty sync count, KiB sent
+    by postcopy)."""
     # With a 1 ms downtime limit precopy cannot converge while the guest
     # writes; then a generous one lets it switch over at the next sync.
     hmp_command(sock, "migrate_set_parameter downtime-limit 1")
     hmp_command(sock, "migrate -d " + uri)
-    status, count, forced = "", 0, False
+    status, count, forced, info = "", 0, False, ""
     hold_until = time.monotonic() + hold
     while time.monotonic() <= deadline:
         info = hmp_command(sock, "info migrate")
         m = re.search(r"^Migration status: (\S+)", info, re.M)
         status = m.group(1) if m else ""
         count = first_int(r"^dirty sync count: (\d+)", info, count)
-        if status in ("completed", "failed", "cancelled"):
+        # A paused postcopy waits for a recovery that no one starts.
+        if status in ("completed", "failed", "cancelled", "postcopy-paused"):
             break
         if count >= syncs and time.monotonic() >= hold_until and not forced:
-            hmp_command(sock, "migrate_set_parameter downtime-limit 60000")
+            hmp_command(sock, "migrate_start_postcopy" if postcopy else
+                        "migrate_set_parameter downtime-limit 60000")
             forced = True
         time.sleep(0.05)
-    return status, count
+    return status, count, first_int(r"^postcopy ram: (\d+) kbytes", info)
 
 
 def migrate_live(src_cmd, dst_cmd, logs, ready, hold=0.0,
-                 dst_stdin=subprocess.DEVNULL):
-    """Start QEMU command DST_CMD waiting for a migration, then SRC_CMD,
-    consoles in LOGS[1] and LOGS[0]; once the source's console
+                 dst_stdin=subprocess.DEVNULL, postcopy=False, dst_env=None):
+    """Start QEMU command DST_CMD (ENV added) waiting for a migration, then
+    SRC_CMD, consoles in LOGS[1] and LOGS[0]; once the source's console
     shows READY, migrate it live while its guest runs, holding the
-    switch-over back for 4 dirty-bitmap syncs and HOLD seconds. Returns
-    the destination (still running; standard input DST_STDIN) and a dict:
-    the migration's status, its dirty syncs, the source's shadow pages
-    write-protected meanwhile, and what went wrong with the monitor."""
+    switch-over back for 4 dirty-bitmap syncs and HOLD seconds (with
+    POSTCOPY: switching to postcopy after the first sync). Returns the destination (still running; standard
+    input DST_STDIN) and a dict: the migration's status, its dirty syncs,
+    the KiB sent by postcopy, the source's shadow pages write-protected
+    meanwhile, and what went wrong with the monitor."""
 
     tmp = tempfile.mkdtemp(prefix="hspt-check-")
     uri = "unix:" + os.path.join(tmp, "migrate.sock")
     hmp = os.path.join(tmp, "hmp.sock")
-    dst = start_qemu(dst_cmd + ["-incoming", uri], logs[1], stdin=dst_stdin)
+    dst = start_qemu(dst_cmd + ["-incoming", uri], logs[1], env=dst_env,
+                     stdin=dst_stdin)
     # The destination listens before the source may connect.
     while not os.path.exists(uri[len("unix:"):]) and dst.poll() is None:
         time.sleep(0.05)
     src = start_qemu(src_cmd + ["-monitor", "unix:%s,server=on,wait=off"
                                 % hmp], logs[0])
-    out = {"status": "", "syncs": 0, "protects": 0, "error": ""}
+    out = {"status": "", "syncs": 0, "postcopy_kb": 0, "protects": 0,
+           "error": ""}
     sock = None
     try:
         deadline = time.monotonic() + 600
@@ -1678,8 +1686,10 @@ def migrate_live(src_cmd, dst_cmd, logs, ready, hold=0.0,
             raise OSError("the source never printed %r" % ready)
         before = first_int(r"^write-protects: (\d+)",
                            hmp_command(sock, "info hspt"))
-        out["status"], out["syncs"] = migrate_while_running(
-            sock, uri, deadline, syncs=4, hold=hold)
+        out["status"], out["syncs"], out["postcopy_kb"] = \
+            migrate_while_running(sock, uri, deadline,
+                                  syncs=1 if postcopy else 4, hold=hold,
+                                  postcopy=postcopy)
         out["protects"] = first_int(r"^write-protects: (\d+)",
                                     hmp_command(sock, "info hspt")) - before
         hmp_command(sock, "quit")
@@ -1744,6 +1754,55 @@ def check_live_migration(t, exp, kernel, smp, dst_hspt):
              mig["protects"], finished_at_dst, " and ".join(logs)))
 
 
+def check_postcopy_migration(t, exp):
+    """Postcopy migration into hspt=on brings every page in.
+
+    After the switch to postcopy the destination runs while pages it has
+    not received are holes in its RAM file, which userfaultfd catches only
+    in QEMU's own mapping. A direct access through a shadow page filled
+    such a hole with zeros: the page's arrival then failed (EEXIST), the
+    migration paused and the guest hung (up to 0.7.6). HSPT now maps
+    nothing until postcopy has ended. lpae-6.1 runs the memory-writing
+    workloads, is migrated with postcopy while they run, and must finish
+    them at the destination with the right checksums; the destination's
+    info hspt must show fills refused during postcopy and made after."""
+    kernel = "lpae-6.1"
+    label = "%s migrated by postcopy, hspt=on to hspt=on" % kernel
+    logs = [os.path.join(LOGDIR, "state-postcopy-%s-%s.log" % (kernel, side))
+            for side in ("src", "dst")]
+    workloads = MIGRATION_WORKLOADS
+    args = ["-accel", "tcg,hspt=on", "-global", "migration.x-postcopy-ram=on"]
+    cmd = hsptguest.qemu_cmdline(kernel, workloads, extra_args=args)
+    start = time.monotonic()
+    dst, mig = migrate_live(cmd, cmd, logs, "HSPT-BOOT", postcopy=True,
+                            dst_env={"QEMU_HSPT_STATS": "1"})
+    rc = stop_qemu(dst, timeout=240 if mig["status"] == "completed" else 5)
+    text = ""
+    for path in logs:
+        with open(path, errors="replace") as f:
+            text += f.read().split("\n", 1)[1]
+    console = hsptguest.ConsoleParser(start)
+    console.feed_text(text)
+    res = console.result("" if rc == 0 else "destination QEMU exited "
+                         "with status %d" % rc, time.monotonic() - start)
+    with open(logs[1], errors="replace") as f:
+        dst_out = f.read()
+    check_boot(t, label, res, workloads, exp, stage="state")
+    refused = first_int(r"^migration: .*, (\d+) fills refused", dst_out)
+    fills = first_int(r"^fills: (\d+) pages", dst_out)
+    t.add(not mig["error"] and mig["status"] == "completed" and
+          mig["postcopy_kb"] > 0 and "HSPT-RESULT" in dst_out and
+          refused > 0 and fills > 0,
+          "state: %s: pages came in by postcopy, none shadow-mapped before "
+          "it ended" % label,
+          "%smigration %s after %d dirty syncs, %d KiB by postcopy, "
+          "workloads finished at the destination: %s, fills refused during "
+          "postcopy %d, fills %d; see %s"
+          % (mig["error"], mig["status"] or "not started", mig["syncs"],
+             mig["postcopy_kb"], "HSPT-RESULT" in dst_out, refused, fills,
+             " and ".join(logs)))
+
+
 def check_migration_bare(t):
     """Live migration loses no store, checked by the guest itself.
 
@@ -1784,6 +1843,85 @@ def check_migration_bare(t):
               "%smigration %s, %d shadow pages write-protected, rc=%d: %s; "
               "see %s" % (mig["error"], mig["status"] or "not started",
                           mig["protects"], rc,
+                          " | ".join(line for line in out.splitlines()
+                                     if "FAIL" in line or "MIGRATE" in line),
+                          " and ".join(logs)))
+
+
+def check_background_snapshot(t):
+    """A background snapshot saves guest RAM as it was when the VM stopped.
+
+    With the background-snapshot capability QEMU stops the VM, saves the
+    devices, write-protects guest RAM through userfaultfd in its own
+    mapping and resumes the guest, saving each page before the guest's
+    first write to it. Direct stores through shadow pages bypassed that
+    protection, so the file held pages newer than the saved CPU state (up
+    to 0.7.6). migrate-test stores a counter into 16 pages in every round
+    and checks them against it: loaded from the snapshot file into a new
+    QEMU, it must go on and print MIGRATE OK. hspt=off is the reference;
+    with hspt=on, info hspt must show the vCPU kept off its shadow."""
+    elf = bare_elf_or_fail(t, "state", "migrate-test")
+    if not elf:
+        return
+    for label, accel in BARE_CONFIGS[:2]:
+        name = "state: migrate-test, %s: a background snapshot loads back" \
+            % label
+        tmp = tempfile.mkdtemp(prefix="hspt-check-")
+        hmp, snap = os.path.join(tmp, "hmp.sock"), os.path.join(tmp, "snap")
+        logs = [os.path.join(LOGDIR, "state-bg-snapshot-%s-%s.log"
+                             % (label.replace("=", "-"), side))
+                for side in ("save", "load")]
+        cmd = [hsptguest.QEMU_SYSTEM, "-M", "virt", "-cpu", "max",
+               "-display", "none", "-serial", "stdio", "-kernel", elf] + accel
+        src = start_qemu(cmd + ["-monitor", "unix:%s,server=on,wait=off"
+                                % hmp], logs[0])
+        status, held, error, sock = "", 0, "", None
+        try:
+            deadline = time.monotonic() + 120
+            sock = hmp_connect(hmp, lambda: src.poll() is None, deadline, 60)
+            if not sock or not wait_for_text(logs[0], "MIGRATE READY",
+                                             lambda: src.poll() is None,
+                                             deadline):
+                raise OSError("the guest did not start")
+            time.sleep(1)
+            hmp_command(sock, "migrate_set_capability background-snapshot on")
+            hmp_command(sock, "migrate -d file:" + snap)
+            while time.monotonic() <= deadline and \
+                    status not in ("completed", "failed", "cancelled"):
+                time.sleep(0.1)
+                m = re.search(r"^Migration status: (\S+)",
+                              hmp_command(sock, "info migrate"), re.M)
+                status = m.group(1) if m else ""
+            held = first_int(r"^migration: (\d+) times a vCPU kept off",
+                             hmp_command(sock, "info hspt"))
+            hmp_command(sock, "quit")
+        except (OSError, ValueError) as e:
+            error = "monitor: %s; " % e
+        finally:
+            if sock:
+                sock.close()
+            stop_qemu(src)
+        out, rc = "", -1
+        if status == "completed":
+            dst = start_qemu(cmd + ["-monitor", "none", "-incoming",
+                                    "file:" + snap], logs[1],
+                             stdin=subprocess.PIPE)
+            time.sleep(2)
+            try:
+                dst.stdin.write(b"q")
+                dst.stdin.close()
+            except OSError:
+                pass            # it stopped by itself: a FAIL line says why
+            rc = stop_qemu(dst, timeout=60)
+            with open(logs[1], errors="replace") as f:
+                out = f.read()
+        shutil.rmtree(tmp, ignore_errors=True)
+        t.add(not error and status == "completed" and rc == 0 and
+              "MIGRATE OK" in out and "FAIL" not in out and
+              (held > 0 or not accel), name,
+              "%ssnapshot %s, %d times a vCPU kept off its shadow "
+              "meanwhile, load rc=%d: %s; see %s"
+              % (error, status or "not started", held, rc,
                           " | ".join(line for line in out.splitlines()
                                      if "FAIL" in line or "MIGRATE" in line),
                           " and ".join(logs)))
@@ -2072,6 +2210,8 @@ def stage_state(t):
     exp = load_expected()
     check_gdb_watchpoints(t)
     check_migration_bare(t)
+    check_postcopy_migration(t, exp)
+    check_background_snapshot(t)
     # MTTCG on the DACR-switching kernel: dirty-log resets reach two
     # vCPUs, each with a space per DACR value of every process.
     for kernel, smp, dst_hspt in (("lpae-6.1", 1, True),

@@ -143,6 +143,8 @@ typedef struct HsptCPU {
     uint8_t *dead;
     /* on softmmu for good: an unmap failed, or no guest RAM is mappable */
     bool given_up;
+    /* on softmmu-only code while a migration holds HSPT back */
+    bool held_for_migration;
     uint64_t run_end;           /* see hspt_run_end() */
     uint64_t clock;
     bool in_context_switch;     /* the running tlb_flush is a switch */
@@ -204,6 +206,8 @@ typedef struct HsptStats {
     uint64_t reassigns;
     uint64_t space_alloc_failures;
     uint64_t cpus_given_up;
+    uint64_t migration_holds;       /* see hspt_held_for_migration() */
+    uint64_t migration_refusals;
     uint64_t asid_flushes;
     uint64_t asid_kept_global;
     uint64_t asid_page_kept;    /* non-global pages a TLBIMVA left alone */

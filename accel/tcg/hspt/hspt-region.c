@@ -20,6 +20,7 @@
 #include "exec/target_page.h"
 #include "exec/translation-block.h"
 #include "exec/tb-flush.h"
+#include "migration/misc.h"
 #include "../tb-context.h"
 #include "../tb-jmp-cache.h"
 #include "hspt.h"
@@ -306,10 +307,45 @@ static HsptCPU *hspt_cpu_of_addr(const void *addr)
     return NULL;
 }
 
+static void hspt_set_softmmu_code(CPUState *cpu, bool on)
+{
+    if (on) {
+        cpu->tcg_cflags |= CF_HSPT_SOFTMMU;
+    } else {
+        cpu->tcg_cflags &= ~CF_HSPT_SOFTMMU;
+    }
+}
+
+/*
+ * Migrations that track guest RAM through userfaultfd in QEMU's own
+ * mapping of it, which shadow pages bypass:
+ * - While an incoming migration may still bring pages in by postcopy, a
+ *   page that has not arrived is a hole in the RAM file. A direct access
+ *   would fill the hole with zeros, the guest would read them, and the
+ *   page's arrival would fail (EEXIST) and pause the migration.
+ * - A background snapshot saves the guest RAM of the moment the VM
+ *   stopped while the guest runs on, copying each page before the
+ *   guest's first write to it, which write protection catches. A direct
+ *   store would change the page before it is saved.
+ * Meanwhile nothing is shadow-mapped, generated code finds no shadow page
+ * (the vCPU's never-mapped space), and the vCPUs run softmmu-only code.
+ * The spaces stay coherent and are used again afterwards.
+ */
+static bool hspt_held_for_migration(void)
+{
+    return migration_in_incoming_postcopy() || migration_in_bg_snapshot();
+}
+
+/* Whether the vCPU keeps off its shadow (on its own thread). */
+static bool hspt_cpu_off_shadow(HsptCPU *hc)
+{
+    return qatomic_read(&hc->given_up) || hc->held_for_migration;
+}
+
 /* Where the vCPU's generated code finds its shadow (see HsptCPU.dead). */
 static uint8_t *hspt_code_base(HsptCPU *hc)
 {
-    return qatomic_read(&hc->given_up) ? hc->dead : hc->cur->base;
+    return hspt_cpu_off_shadow(hc) ? hc->dead : hc->cur->base;
 }
 
 /*
@@ -462,6 +498,15 @@ void hspt_cpu_exec_enter(CPUState *cpu)
     HsptCPU *hc = hspt_cpu(cpu);
 
     g_assert(hc->n_reval == 0);
+    if (hc->held_for_migration != hspt_held_for_migration()) {
+        hc->held_for_migration = !hc->held_for_migration;
+        hspt_set_softmmu_code(cpu, hc->held_for_migration ||
+                                   hc->cur == hc->nursery || hc->given_up);
+        trace_hspt_migration_hold(cpu->cpu_index, hc->held_for_migration);
+        if (hc->held_for_migration) {
+            qatomic_inc(&hspt_stats.migration_holds);
+        }
+    }
     hspt_cpu_load_code_base(cpu, hc);
 }
 
@@ -1814,6 +1859,14 @@ HsptMapResult hspt_map_locked(CPUState *cpu, int mmu_idx, uint64_t va,
     if (s < 0) {
         return HSPT_MAP_REFUSED;
     }
+    if (hc->held_for_migration || hspt_held_for_migration()) {
+        /* A hold that has ended ends for this vCPU at its next entry. */
+        if (hc->held_for_migration && !hspt_held_for_migration()) {
+            cpu_exit(cpu);
+        }
+        qatomic_inc(&hspt_stats.migration_refusals);
+        return HSPT_MAP_REFUSED;
+    }
     /*
      * Page flush counts change on this thread only: refuse hot pages, which
      * every slow-path access to them asks for, without taking the lock.
@@ -2017,15 +2070,6 @@ static bool hspt_key_equal(const HsptContextKey *a, const HsptContextKey *b)
     return !memcmp(a, b, sizeof(*a));
 }
 
-static void hspt_set_softmmu_code(CPUState *cpu, bool on)
-{
-    if (on) {
-        cpu->tcg_cflags |= CF_HSPT_SOFTMMU;
-    } else {
-        cpu->tcg_cflags &= ~CF_HSPT_SOFTMMU;
-    }
-}
-
 /*
  * The nursery only takes the fills of direct accesses: a block translated
  * before the context became young, reached through a chain. Everything
@@ -2212,7 +2256,8 @@ static void hspt_context_switch_to(CPUState *cpu, const HsptContextKey *key,
             reassigned = true;
         }
     }
-    hspt_set_softmmu_code(cpu, next == hc->nursery || hc->given_up);
+    hspt_set_softmmu_code(cpu, next == hc->nursery || hc->given_up ||
+                               hc->held_for_migration);
     prev = hc->cur;
     next->last_used = hc->clock;
     if (next != prev) {
@@ -2497,6 +2542,11 @@ void hspt_format_info(GString *buf)
         "of memory for their bookkeeping, %" PRIu64 " vCPUs moved to "
         "softmmu after a failed unmap\n",
         STAT(mmap_errors), STAT(space_alloc_failures), STAT(cpus_given_up));
+    g_string_append_printf(buf,
+        "migration: %" PRIu64 " times a vCPU kept off its shadow while "
+        "postcopy brought guest RAM in or a background snapshot saved it, %"
+        PRIu64 " fills refused meanwhile\n",
+        STAT(migration_holds), STAT(migration_refusals));
 #undef STAT
 
     qemu_mutex_lock(&hspt_lock);
