@@ -34,12 +34,6 @@ static const char *const hspt_organisation_names[] = {
 };
 
 /*
- * Guest RAM that no shadow page can map stays on softmmu, and the direct
- * path pays a signal for each first touch of a page there before its
- * code moves to softmmu: say so, once per memory backend. ROMs, flash
- * and device memory stay on softmmu silently.
- */
-/*
  * The machine's default RAM backend made by -mem-path: a file backend under
  * the id reserved for it. No option makes that one shared.
  */
@@ -52,6 +46,12 @@ static bool hspt_backend_from_mem_path(Object *backend)
            !strcmp(object_get_canonical_path_component(backend), id);
 }
 
+/*
+ * Guest RAM that no shadow page can map stays on softmmu, and the direct
+ * path pays a signal for each first touch of a page there before its
+ * code moves to softmmu: say so, once per memory backend. ROMs, flash
+ * and device memory stay on softmmu silently.
+ */
 static void hspt_ram_block_added(RAMBlockNotifier *n, void *host,
                                  size_t size, size_t max_size)
 {

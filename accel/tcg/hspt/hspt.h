@@ -262,6 +262,7 @@ void hspt_tlb_flush_page_asid_all_cpus_synced(CPUState *src, uint64_t addr,
 
 /* The ASID of the page flushes that follow; all ASIDs if !BY_ASID. */
 void hspt_set_page_flush_asid(CPUState *cpu, bool by_asid, uint8_t asid);
+
 /*
  * Move the queue to CPU's work buffer (valid until the next call) and
  * return it: N entries, or NULL while an earlier batch is still being
