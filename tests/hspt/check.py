@@ -1702,6 +1702,27 @@ def migrate_live(src_cmd, dst_cmd, logs, ready, hold=0.0,
     return dst, out
 
 
+def migrated_guest(dst, mig, logs, start):
+    """Wait for the destination DST of migrate_live() (MIG, LOGS) to end;
+    return the BootResult of the guest started at START, from both
+    consoles, and the destination's log."""
+    # A destination with stale memory tends to hang: do not wait long.
+    rc = stop_qemu(dst, timeout=240 if mig["status"] == "completed" else 5)
+    # The serial console goes on at the destination where the source
+    # stopped; the first lines of each log are the command lines.
+    # A line may begin at the source and end at the destination.
+    text = ""
+    for path in logs:
+        with open(path, errors="replace") as f:
+            text += f.read().split("\n", 1)[1]
+    console = hsptguest.ConsoleParser(start)
+    console.feed_text(text)
+    res = console.result("" if rc == 0 else "destination QEMU exited "
+                         "with status %d" % rc, time.monotonic() - start)
+    with open(logs[1], errors="replace") as f:
+        return res, f.read()
+
+
 def check_live_migration(t, exp, kernel, smp, dst_hspt):
     """Live migration from hspt=on keeps the guest's memory.
 
@@ -1729,21 +1750,8 @@ def check_live_migration(t, exp, kernel, smp, dst_hspt):
         hsptguest.qemu_cmdline(kernel, workloads, smp=smp,
                                extra_args=accel if dst_hspt else []),
         logs, "HSPT-BOOT")
-    # A destination with stale memory tends to hang: do not wait long.
-    rc = stop_qemu(dst, timeout=240 if mig["status"] == "completed" else 5)
-    # The serial console goes on at the destination where the source
-    # stopped; the first lines of each log are the command lines.
-    # A line may begin at the source and end at the destination.
-    text = ""
-    for path in logs:
-        with open(path, errors="replace") as f:
-            text += f.read().split("\n", 1)[1]
-    console = hsptguest.ConsoleParser(start)
-    console.feed_text(text)
-    res = console.result("" if rc == 0 else "destination QEMU exited "
-                         "with status %d" % rc, time.monotonic() - start)
-    with open(logs[1], errors="replace") as f:
-        finished_at_dst = "HSPT-RESULT" in f.read()
+    res, dst_out = migrated_guest(dst, mig, logs, start)
+    finished_at_dst = "HSPT-RESULT" in dst_out
     check_boot(t, label, res, workloads, exp, stage="state")
     t.add(not mig["error"] and mig["status"] == "completed" and
           mig["syncs"] >= 4 and mig["protects"] > 0 and finished_at_dst,
@@ -1776,17 +1784,7 @@ def check_postcopy_migration(t, exp):
     start = time.monotonic()
     dst, mig = migrate_live(cmd, cmd, logs, "HSPT-BOOT", postcopy=True,
                             dst_env={"QEMU_HSPT_STATS": "1"})
-    rc = stop_qemu(dst, timeout=240 if mig["status"] == "completed" else 5)
-    text = ""
-    for path in logs:
-        with open(path, errors="replace") as f:
-            text += f.read().split("\n", 1)[1]
-    console = hsptguest.ConsoleParser(start)
-    console.feed_text(text)
-    res = console.result("" if rc == 0 else "destination QEMU exited "
-                         "with status %d" % rc, time.monotonic() - start)
-    with open(logs[1], errors="replace") as f:
-        dst_out = f.read()
+    res, dst_out = migrated_guest(dst, mig, logs, start)
     check_boot(t, label, res, workloads, exp, stage="state")
     refused = first_int(r"^migration: .*, (\d+) fills refused", dst_out)
     fills = first_int(r"^fills: (\d+) pages", dst_out)

@@ -767,6 +767,14 @@ static uint32_t block_marker(uint32_t pa)
 static const uint32_t by_page_offs[] = { 0x6000, 0x7000, 0x8000 };
 #define BLOCK_CODE_OFF  0x10000u
 
+/* Where test_large_page_64k()'s page lies in each block, its markers. */
+#define LARGE_OFF       0x20000u
+
+static uint32_t large_marker(uint32_t pa, uint32_t off)
+{
+    return 0xb2000000u | (pa >> 20) << 16 | off;
+}
+
 static void block_markers_init(void)
 {
     static const uint32_t pa[] = { BLOCK_PA_A, BLOCK_PA_B };
@@ -776,6 +784,10 @@ static void block_markers_init(void)
         map_block(1, BLOCK_VA, pa[i]);
         tlbi(TLBIALL, 0, 0);
         (void)write_priv(BLOCK_VA + 0x5000, block_marker(pa[i]));
+        for (uint32_t off = 0; off < 0x10000u; off += 0x1000u) {
+            (void)write_priv(BLOCK_VA + LARGE_OFF + off,
+                             large_marker(pa[i], off));
+        }
         for (unsigned j = 0; j < 3; j++) {
             (void)write_priv(BLOCK_VA + by_page_offs[j],
                              block_marker(pa[i]) ^ by_page_offs[j]);
@@ -810,16 +822,10 @@ static void test_large_page(enum tlbi op)
  * A 64 KiB large page (short descriptors: 16 equal entries of ASID 1's
  * L2 table) is one TLB entry as well: invalidating one of its pages must
  * drop the others. It lies LARGE_OFF into block A or B, whose pages hold
- * large_marker() there.
+ * large_marker() there (block_markers_init()).
  */
 #define LARGE_VA        (USER_VA + 0xc0000u)
-#define LARGE_OFF       0x20000u
 #define PTE_LARGE       0x1u
-
-static uint32_t large_marker(uint32_t pa, uint32_t off)
-{
-    return 0xb2000000u | (pa >> 20) << 16 | off;
-}
 
 static void map_large(uint32_t va, uint32_t pa)
 {
@@ -827,23 +833,6 @@ static void map_large(uint32_t va, uint32_t pa)
         pt_user[1][((va >> 12) + i) % PTES] =
             pa ? pa | pte_ap(AP_ALL_RW) | PTE_NG | PTE_CB | PTE_LARGE : 0;
     }
-}
-
-static void large_markers_init(void)
-{
-    static const uint32_t pa[] = { BLOCK_PA_A, BLOCK_PA_B };
-
-    switch_to(1);
-    for (unsigned i = 0; i < 2; i++) {
-        map_block(1, BLOCK_VA, pa[i]);
-        tlbi(TLBIALL, 0, 0);
-        for (uint32_t off = 0; off < 0x10000u; off += 0x1000u) {
-            (void)write_priv(BLOCK_VA + LARGE_OFF + off,
-                             large_marker(pa[i], off));
-        }
-    }
-    map_block(1, BLOCK_VA, 0);
-    tlbi(TLBIALL, 0, 0);
 }
 
 static void test_large_page_64k(enum tlbi op)
@@ -1405,7 +1394,6 @@ static void run_tests(void)
         test_huge_page(by_va[i]);
     }
 #ifndef LPAE
-    large_markers_init();
     for (unsigned i = 0; i < sizeof(by_va) / sizeof(by_va[0]); i++) {
         test_large_page_64k(by_va[i]);
     }
