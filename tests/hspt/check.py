@@ -18,6 +18,7 @@ Ends with "N passed, N failed" and exits 1 if anything failed.
 
 import argparse
 import concurrent.futures
+import contextlib
 import csv
 import errno
 import hashlib
@@ -1179,6 +1180,37 @@ def stop_qemu(proc, timeout=60):
         return proc.wait()
 
 
+@contextlib.contextmanager
+def monitored_qemu(cmd, log, deadline, kill=False):
+    """Start QEMU command CMD as start_qemu() does, with an HMP monitor on
+    a socket of its own, and yield (the process, the connected socket);
+    OSError if none connects by DEADLINE (time.monotonic()). On leaving,
+    close the socket and wait for QEMU to exit (with KILL: kill it)."""
+    tmp = tempfile.mkdtemp(prefix="hspt-check-")
+    path = os.path.join(tmp, "hmp.sock")
+    proc = start_qemu(cmd + ["-monitor", "unix:%s,server=on,wait=off" % path],
+                      log)
+    sock = None
+    try:
+        sock = hmp_connect(path, lambda: proc.poll() is None, deadline, 60)
+        if not sock:
+            raise OSError("no monitor socket")
+        yield proc, sock
+    finally:
+        if sock:
+            sock.close()
+        if kill:
+            proc.kill()
+        stop_qemu(proc)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def migration_status(info):
+    """The status in the output INFO of HMP's info migrate."""
+    m = re.search(r"^Migration status: (\S+)", info, re.M)
+    return m.group(1) if m else ""
+
+
 def hmp_command(sock, cmd):
     """Send CMD to an HMP monitor socket and return its output (without
     CMD, only read the greeting up to the first prompt)."""
@@ -1331,49 +1363,42 @@ def check_dump_without_guest_core(t):
     to 0.7.5 such a core held 676 MB of shadow pages."""
 
     tmp = tempfile.mkdtemp(prefix="hspt-check-")
-    sock_path = os.path.join(tmp, "hmp.sock")
     core = os.path.join(tmp, "core")
     log = os.path.join(LOGDIR, "guest-dump-guest-core.log")
     cmd = hsptguest.qemu_cmdline("lpae-6.1", ["seqrw", "chase"], reps=50) + [
         # A 64 MiB code buffer keeps the core small (gcore writes it whole).
-        "-M", "virt,dump-guest-core=off", "-accel", HSPT_ON + ",tb-size=64",
-        "-monitor", "unix:%s,server=on,wait=off" % sock_path]
-    proc = start_qemu(cmd, log)
+        "-M", "virt,dump-guest-core=off", "-accel", HSPT_ON + ",tb-size=64"]
     mapped, segments, size, error = 0, None, 0, ""
-    sock = None
     try:
-        sock = hmp_connect(sock_path, lambda: proc.poll() is None,
-                           time.monotonic() + 30, 60)
-        deadline = time.monotonic() + 300
-        while sock and mapped < 1000 and time.monotonic() < deadline:
-            time.sleep(1)
-            mapped = first_int(r"^live: (\d+) pages mapped",
-                               hmp_command(sock, "info hspt"))
-        if sock and mapped >= 1000:
-            hmp_command(sock, "stop")
-            ranges = shadow_ranges(hmp_command(sock, "info hspt"))
-            rc, out = run(["gdb", "-q", "-batch", "-p", str(proc.pid),
-                           "-ex", "gcore " + core], "guest-dump-gcore.log",
-                          timeout=600)
-            if rc == 0 and os.path.exists(core):
-                size = os.path.getsize(core)
-                _, out = run(["readelf", "-lW", core],
-                             "guest-dump-readelf.log")
-                segments = sum(
-                    1 for f in (line.split() for line in out.splitlines())
-                    if f and f[0] == "LOAD" and int(f[4], 16) > 0 and
-                    in_ranges(int(f[2], 16), ranges))
+        with monitored_qemu(cmd, log, time.monotonic() + 30,
+                            kill=True) as (proc, sock):
+            deadline = time.monotonic() + 300
+            while mapped < 1000 and time.monotonic() < deadline:
+                time.sleep(1)
+                mapped = first_int(r"^live: (\d+) pages mapped",
+                                   hmp_command(sock, "info hspt"))
+            if mapped >= 1000:
+                hmp_command(sock, "stop")
+                ranges = shadow_ranges(hmp_command(sock, "info hspt"))
+                rc, out = run(["gdb", "-q", "-batch", "-p", str(proc.pid),
+                               "-ex", "gcore " + core],
+                              "guest-dump-gcore.log", timeout=600)
+                if rc == 0 and os.path.exists(core):
+                    size = os.path.getsize(core)
+                    _, out = run(["readelf", "-lW", core],
+                                 "guest-dump-readelf.log")
+                    segments = sum(
+                        1 for f in (line.split() for line in out.splitlines())
+                        if f and f[0] == "LOAD" and int(f[4], 16) > 0 and
+                        in_ranges(int(f[2], 16), ranges))
+                else:
+                    error = ("gcore failed, see "
+                             "build/check/guest-dump-gcore.log")
             else:
-                error = "gcore failed, see build/check/guest-dump-gcore.log"
-        else:
-            error = "no monitor, or fewer than 1000 pages mapped"
+                error = "fewer than 1000 pages mapped"
     except (OSError, ValueError) as e:
         error = "monitor: %s" % e
     finally:
-        if sock:
-            sock.close()
-        proc.kill()
-        stop_qemu(proc)
         shutil.rmtree(tmp, ignore_errors=True)
     t.add(not error and segments == 0,
           "guest: lpae-6.1 hspt, dump-guest-core=off: no shadow page in a "
@@ -1538,6 +1563,11 @@ def check_vma_budget(t, exp):
           % (budget, evictions, log))
 
 
+# What QEMU says of a backend "ram0" that shadow pages cannot map.
+RAM0_NOT_SHARED = \
+    "hspt: memory backend 'ram0' stays on softmmu: it is not shared"
+
+
 def check_backend_share(t, exp):
     """Guest RAM from a memory backend with share=off, which no shadow page
     can map, stays on softmmu: QEMU warns, maps nothing and gives the
@@ -1546,18 +1576,15 @@ def check_backend_share(t, exp):
     until its code moved to softmmu). The same backend with share=on is
     mapped, without a warning."""
     workloads = ["seqrw", "forkstorm", "cow", "smc"]
-    warning = "hspt: memory backend 'ram0' stays on softmmu: it is not shared"
+    warning = RAM0_NOT_SHARED
     notice = "hspt: the guest RAM cannot be shadow-mapped; the vCPUs run on " \
         "softmmu"
     for share in ("off", "on"):
         label = "lpae-6.1 hspt, RAM backend share=%s" % share
         log = "guest-backend-share-%s.log" % share
-        with open(os.path.join(LOGDIR, log), "w") as f:
-            res = hsptguest.boot(
-                "lpae-6.1", workloads, log=f, env={"QEMU_HSPT_STATS": "1"},
-                extra_args=["-accel", "tcg,hspt=on", "-object",
-                            "memory-backend-ram,id=ram0,size=512M,share=" +
-                            share, "-machine", "memory-backend=ram0"])
+        res = boot_hspt_stats(log, workloads, extra_args=[
+            "-object", "memory-backend-ram,id=ram0,size=512M,share=" + share,
+            "-machine", "memory-backend=ram0"])
         check_boot(t, label, res, workloads, exp)
         warned = res.console.count(warning)
         noticed = res.console.count(notice)
@@ -1595,17 +1622,14 @@ def check_file_backend_private(t, exp):
     0.7.5 it made every backend shared, and a guest run wrote 63 MiB of
     its RAM into the user's file."""
     workloads = ["seqrw", "cow"]
-    warning = "hspt: memory backend 'ram0' stays on softmmu: it is not shared"
+    warning = RAM0_NOT_SHARED
     ram_file = os.path.join(LOGDIR, "file-backend.ram")
     log = "guest-file-backend.log"
     with open(ram_file, "wb") as f:
         f.truncate(512 << 20)
-    with open(os.path.join(LOGDIR, log), "w") as f:
-        res = hsptguest.boot(
-            "lpae-6.1", workloads, log=f, env={"QEMU_HSPT_STATS": "1"},
-            extra_args=["-accel", "tcg,hspt=on", "-object",
-                        "memory-backend-file,id=ram0,size=512M,mem-path=" +
-                        ram_file, "-machine", "memory-backend=ram0"])
+    res = boot_hspt_stats(log, workloads, extra_args=[
+        "-object", "memory-backend-file,id=ram0,size=512M,mem-path=" +
+        ram_file, "-machine", "memory-backend=ram0"])
     label = "lpae-6.1 hspt, file RAM backend without share=on"
     check_boot(t, label, res, workloads, exp)
     written = file_has_data(ram_file)
@@ -1638,8 +1662,7 @@ def migrate_while_running(sock, uri, deadline, syncs, hold=0.0,
     hold_until = time.monotonic() + hold
     while time.monotonic() <= deadline:
         info = hmp_command(sock, "info migrate")
-        m = re.search(r"^Migration status: (\S+)", info, re.M)
-        status = m.group(1) if m else ""
+        status = migration_status(info)
         count = first_int(r"^dirty sync count: (\d+)", info, count)
         # A paused postcopy waits for a recovery that no one starts.
         if status in ("completed", "failed", "cancelled", "postcopy-paused"):
@@ -1654,51 +1677,43 @@ def migrate_while_running(sock, uri, deadline, syncs, hold=0.0,
 
 def migrate_live(src_cmd, dst_cmd, logs, ready, hold=0.0,
                  dst_stdin=subprocess.DEVNULL, postcopy=False, dst_env=None):
-    """Start QEMU command DST_CMD (ENV added) waiting for a migration, then
-    SRC_CMD, consoles in LOGS[1] and LOGS[0]; once the source's console
-    shows READY, migrate it live while its guest runs, holding the
+    """Start QEMU command DST_CMD (DST_ENV added) waiting for a migration,
+    then SRC_CMD, consoles in LOGS[1] and LOGS[0]; once the source's
+    console shows READY, migrate it live while its guest runs, holding the
     switch-over back for 4 dirty-bitmap syncs and HOLD seconds (with
-    POSTCOPY: switching to postcopy after the first sync). Returns the destination (still running; standard
-    input DST_STDIN) and a dict: the migration's status, its dirty syncs,
-    the KiB sent by postcopy, the source's shadow pages write-protected
-    meanwhile, and what went wrong with the monitor."""
+    POSTCOPY: switching to postcopy after the first sync). Returns the
+    destination (still running; standard input DST_STDIN) and a dict: the
+    migration's status, its dirty syncs, the KiB sent by postcopy, the
+    source's shadow pages write-protected meanwhile, and what went wrong
+    with the monitor."""
 
     tmp = tempfile.mkdtemp(prefix="hspt-check-")
     uri = "unix:" + os.path.join(tmp, "migrate.sock")
-    hmp = os.path.join(tmp, "hmp.sock")
     dst = start_qemu(dst_cmd + ["-incoming", uri], logs[1], env=dst_env,
                      stdin=dst_stdin)
     # The destination listens before the source may connect.
     while not os.path.exists(uri[len("unix:"):]) and dst.poll() is None:
         time.sleep(0.05)
-    src = start_qemu(src_cmd + ["-monitor", "unix:%s,server=on,wait=off"
-                                % hmp], logs[0])
     out = {"status": "", "syncs": 0, "postcopy_kb": 0, "protects": 0,
            "error": ""}
-    sock = None
+    deadline = time.monotonic() + 600
     try:
-        deadline = time.monotonic() + 600
-        sock = hmp_connect(hmp, lambda: src.poll() is None, deadline, 60)
-        if not sock:
-            raise OSError("no monitor socket")
-        if not wait_for_text(logs[0], ready, lambda: src.poll() is None,
-                             deadline):
-            raise OSError("the source never printed %r" % ready)
-        before = first_int(r"^write-protects: (\d+)",
-                           hmp_command(sock, "info hspt"))
-        out["status"], out["syncs"], out["postcopy_kb"] = \
-            migrate_while_running(sock, uri, deadline,
-                                  syncs=1 if postcopy else 4, hold=hold,
-                                  postcopy=postcopy)
-        out["protects"] = first_int(r"^write-protects: (\d+)",
-                                    hmp_command(sock, "info hspt")) - before
-        hmp_command(sock, "quit")
+        with monitored_qemu(src_cmd, logs[0], deadline) as (src, sock):
+            if not wait_for_text(logs[0], ready, lambda: src.poll() is None,
+                                 deadline):
+                raise OSError("the source never printed %r" % ready)
+            before = first_int(r"^write-protects: (\d+)",
+                               hmp_command(sock, "info hspt"))
+            out["status"], out["syncs"], out["postcopy_kb"] = \
+                migrate_while_running(sock, uri, deadline,
+                                      syncs=1 if postcopy else 4, hold=hold,
+                                      postcopy=postcopy)
+            out["protects"] = first_int(r"^write-protects: (\d+)",
+                                        hmp_command(sock, "info hspt")) - \
+                before
+            hmp_command(sock, "quit")
     except (OSError, ValueError) as e:
         out["error"] = "monitor: %s; " % e
-    finally:
-        if sock:
-            sock.close()
-        stop_qemu(src)
     return dst, out
 
 
@@ -1865,40 +1880,33 @@ def check_background_snapshot(t):
         name = "state: migrate-test, %s: a background snapshot loads back" \
             % label
         tmp = tempfile.mkdtemp(prefix="hspt-check-")
-        hmp, snap = os.path.join(tmp, "hmp.sock"), os.path.join(tmp, "snap")
+        snap = os.path.join(tmp, "snap")
         logs = [os.path.join(LOGDIR, "state-bg-snapshot-%s-%s.log"
                              % (label.replace("=", "-"), side))
                 for side in ("save", "load")]
         cmd = [hsptguest.QEMU_SYSTEM, "-M", "virt", "-cpu", "max",
                "-display", "none", "-serial", "stdio", "-kernel", elf] + accel
-        src = start_qemu(cmd + ["-monitor", "unix:%s,server=on,wait=off"
-                                % hmp], logs[0])
-        status, held, error, sock = "", 0, "", None
+        status, held, error = "", 0, ""
+        deadline = time.monotonic() + 120
         try:
-            deadline = time.monotonic() + 120
-            sock = hmp_connect(hmp, lambda: src.poll() is None, deadline, 60)
-            if not sock or not wait_for_text(logs[0], "MIGRATE READY",
-                                             lambda: src.poll() is None,
-                                             deadline):
-                raise OSError("the guest did not start")
-            time.sleep(1)
-            hmp_command(sock, "migrate_set_capability background-snapshot on")
-            hmp_command(sock, "migrate -d file:" + snap)
-            while time.monotonic() <= deadline and \
-                    status not in ("completed", "failed", "cancelled"):
-                time.sleep(0.1)
-                m = re.search(r"^Migration status: (\S+)",
-                              hmp_command(sock, "info migrate"), re.M)
-                status = m.group(1) if m else ""
-            held = first_int(r"^migration: (\d+) times a vCPU kept off",
-                             hmp_command(sock, "info hspt"))
-            hmp_command(sock, "quit")
+            with monitored_qemu(cmd, logs[0], deadline) as (src, sock):
+                if not wait_for_text(logs[0], "MIGRATE READY",
+                                     lambda: src.poll() is None, deadline):
+                    raise OSError("the guest did not start")
+                time.sleep(1)
+                hmp_command(sock,
+                            "migrate_set_capability background-snapshot on")
+                hmp_command(sock, "migrate -d file:" + snap)
+                while time.monotonic() <= deadline and \
+                        status not in ("completed", "failed", "cancelled"):
+                    time.sleep(0.1)
+                    status = migration_status(hmp_command(sock,
+                                                          "info migrate"))
+                held = first_int(r"^migration: (\d+) times a vCPU kept off",
+                                 hmp_command(sock, "info hspt"))
+                hmp_command(sock, "quit")
         except (OSError, ValueError) as e:
             error = "monitor: %s; " % e
-        finally:
-            if sock:
-                sock.close()
-            stop_qemu(src)
         out, rc = "", -1
         if status == "completed":
             dst = start_qemu(cmd + ["-monitor", "none", "-incoming",
@@ -1920,9 +1928,9 @@ def check_background_snapshot(t):
               "%ssnapshot %s, %d times a vCPU kept off its shadow "
               "meanwhile, load rc=%d: %s; see %s"
               % (error, status or "not started", held, rc,
-                          " | ".join(line for line in out.splitlines()
-                                     if "FAIL" in line or "MIGRATE" in line),
-                          " and ".join(logs)))
+                 " | ".join(line for line in out.splitlines()
+                            if "FAIL" in line or "MIGRATE" in line),
+                 " and ".join(logs)))
 
 
 class GdbRemote:
