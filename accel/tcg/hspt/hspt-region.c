@@ -349,14 +349,14 @@ static uint8_t *hspt_code_base(HsptCPU *hc)
 }
 
 /*
- * Point the vCPU's generated code at its shadow, on its own thread; a
- * vCPU that gave up looks up softmmu-only blocks from then on.
+ * Point the vCPU's generated code at its shadow, on its own thread, and
+ * have it look up softmmu-only blocks while it keeps off its shadow or
+ * runs a young context in the nursery.
  */
 static void hspt_cpu_load_code_base(CPUState *cpu, HsptCPU *hc)
 {
-    if (qatomic_read(&hc->given_up)) {
-        cpu->tcg_cflags |= CF_HSPT_SOFTMMU;
-    }
+    hspt_set_softmmu_code(cpu, hspt_cpu_off_shadow(hc) ||
+                               hc->cur == hc->nursery);
     hspt_set_code_base(hspt_code_base(hc));
 }
 
@@ -500,8 +500,6 @@ void hspt_cpu_exec_enter(CPUState *cpu)
     g_assert(hc->n_reval == 0);
     if (hc->held_for_migration != hspt_held_for_migration()) {
         hc->held_for_migration = !hc->held_for_migration;
-        hspt_set_softmmu_code(cpu, hc->held_for_migration ||
-                                   hc->cur == hc->nursery || hc->given_up);
         trace_hspt_migration_hold(cpu->cpu_index, hc->held_for_migration);
         if (hc->held_for_migration) {
             qatomic_inc(&hspt_stats.migration_holds);
@@ -1845,7 +1843,7 @@ HsptMapResult hspt_map_locked(CPUState *cpu, int mmu_idx, uint64_t va,
     uint32_t rp;
     RAMBlock *rb;
     HsptMapResult ret = HSPT_MAP_REFUSED;
-    bool failed, rights_only;
+    bool failed, rights_only, held;
     unsigned vmas = 2, runs, unparked;
     int prot = PROT_READ | (writable ? PROT_WRITE : 0);
     /*
@@ -1859,9 +1857,10 @@ HsptMapResult hspt_map_locked(CPUState *cpu, int mmu_idx, uint64_t va,
     if (s < 0) {
         return HSPT_MAP_REFUSED;
     }
-    if (hc->held_for_migration || hspt_held_for_migration()) {
+    held = hspt_held_for_migration();
+    if (hc->held_for_migration || held) {
         /* A hold that has ended ends for this vCPU at its next entry. */
-        if (hc->held_for_migration && !hspt_held_for_migration()) {
+        if (!held) {
             cpu_exit(cpu);
         }
         qatomic_inc(&hspt_stats.migration_refusals);
@@ -2256,8 +2255,6 @@ static void hspt_context_switch_to(CPUState *cpu, const HsptContextKey *key,
             reassigned = true;
         }
     }
-    hspt_set_softmmu_code(cpu, next == hc->nursery || hc->given_up ||
-                               hc->held_for_migration);
     prev = hc->cur;
     next->last_used = hc->clock;
     if (next != prev) {
@@ -2293,7 +2290,7 @@ static void hspt_context_switch_to(CPUState *cpu, const HsptContextKey *key,
     trace_hspt_context_switch(cpu->cpu_index, next - hc->spaces, hit,
                               reassigned);
     qemu_mutex_unlock(&hspt_lock);
-    hspt_set_code_base(hspt_code_base(hc));
+    hspt_cpu_load_code_base(cpu, hc);
     hspt_revalidate_queued(cpu);
 }
 
